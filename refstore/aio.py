@@ -1,0 +1,288 @@
+"""AsyncRefStore and AsyncBucketManager: the asynchronous faces.
+
+The MinIO SDK is synchronous, so each coroutine runs the one synchronous
+implementation (:class:`~refstore.store.RefStore`) in a bounded thread pool of
+its own: the event loop never blocks, behaviour is written once, and at most
+``max_concurrency`` operations run at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from .backends import ObjectStream
+from .backends.base import CHUNK_SIZE
+from .buckets import BucketManager
+from .config import StoreConfig
+from .store import RefStore, UploadData
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
+
+
+class _Threaded:
+    """Owns the bounded executor that async faces run their sync twins in."""
+
+    _executor: ThreadPoolExecutor
+
+    async def _run(self, func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(func, *args, **kwargs))
+
+
+def _threaded(
+    method: Callable[Concatenate[S, P], R], attribute: str
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]:
+    """Coroutine twin of a sync method: runs it on ``self.<attribute>`` in the executor."""
+
+    @functools.wraps(method)
+    async def twin(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = await self._run(method, getattr(self, attribute), *args, **kwargs)
+        return result
+
+    return twin
+
+
+class _AsyncChunkReader(io.RawIOBase):
+    """A blocking file-like view of an async iterable, read from a worker thread."""
+
+    def __init__(self, chunks: AsyncIterable[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._iterator = chunks.__aiter__()
+        self._loop = loop
+        self._pending = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _next_chunk(self) -> bytes | None:
+        async def anext() -> bytes | None:
+            try:
+                return await self._iterator.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        return asyncio.run_coroutine_threadsafe(anext(), self._loop).result()
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._pending]
+            while (chunk := self._next_chunk()) is not None:
+                parts.append(chunk)
+            self._pending = b""
+            return b"".join(parts)
+        while not self._pending and not self._done:
+            chunk = self._next_chunk()
+            if chunk is None:
+                self._done = True
+            else:
+                self._pending = bytes(chunk)
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class AsyncObjectStream(_Threaded):
+    """Async view of an :class:`~refstore.backends.ObjectStream`; ``async for`` yields chunks."""
+
+    def __init__(self, stream: ObjectStream, executor: ThreadPoolExecutor) -> None:
+        self._stream = stream
+        self._executor = executor
+        self.info = stream.info
+        self.offset = stream.offset
+        self.length = stream.length
+
+    async def read(self, size: int = -1) -> bytes:
+        return await self._run(self._stream.read, size)
+
+    async def iter_chunks(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+        while chunk := await self.read(chunk_size):
+            yield chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.iter_chunks()
+
+    async def aclose(self) -> None:
+        await self._run(self._stream.close)
+
+    async def __aenter__(self) -> AsyncObjectStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class AsyncBucketManager(_Threaded):
+    """Async twin of :class:`~refstore.BucketManager` (same methods, as coroutines)."""
+
+    def __init__(self, backend: Any, executor: ThreadPoolExecutor | None = None) -> None:
+        self._sync = backend if isinstance(backend, BucketManager) else BucketManager(backend)
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(8, thread_name_prefix="refstore-buckets")
+
+    create_bucket = _threaded(BucketManager.create_bucket, "_sync")
+    bucket_exists = _threaded(BucketManager.bucket_exists, "_sync")
+    list_buckets = _threaded(BucketManager.list_buckets, "_sync")
+    get_bucket_info = _threaded(BucketManager.get_bucket_info, "_sync")
+    delete_bucket = _threaded(BucketManager.delete_bucket, "_sync")
+    clear_bucket = _threaded(BucketManager.clear_bucket, "_sync")
+
+    async def close(self) -> None:
+        if self._owns_executor:
+            self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> AsyncBucketManager:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class AsyncRefStore(_Threaded):
+    """Asynchronous RefStore: the same methods and parameters as coroutines.
+
+    Args:
+        config: As for :class:`~refstore.RefStore`.
+        executor: Thread pool to run storage calls in (default: one of
+            ``max_concurrency`` threads, owned and shut down by this object).
+        max_concurrency: Bound on simultaneous storage operations (default:
+            the config's ``max_concurrency``, 32).
+
+    A cancelled coroutine stops waiting, but the storage call already running
+    in its thread completes.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any] | StoreConfig | None = None,
+        executor: ThreadPoolExecutor | None = None,
+        *,
+        max_concurrency: int | None = None,
+    ) -> None:
+        self._sync = RefStore(config)
+        self.max_concurrency = max_concurrency or self._sync.settings.max_concurrency
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(
+            self.max_concurrency, thread_name_prefix="refstore"
+        )
+        self.bucket_manager = AsyncBucketManager(self._sync.bucket_manager, self._executor)
+
+    @property
+    def sync(self) -> RefStore:
+        """The synchronous store this one runs (same backend and mapping)."""
+        return self._sync
+
+    @property
+    def settings(self) -> StoreConfig:
+        return self._sync.settings
+
+    @property
+    def default_bucket(self) -> str:
+        return self._sync.default_bucket
+
+    @property
+    def presigned_expiry(self) -> int:
+        return self._sync.presigned_expiry
+
+    @property
+    def enable_bucket_mapping(self) -> bool:
+        return self._sync.enable_bucket_mapping
+
+    @property
+    def bucket_map(self) -> dict[str, str]:
+        return self._sync.bucket_map
+
+    def get_physical_bucket(self, logic_bucket: str) -> str:
+        """Logical -> physical bucket name (no I/O, so not a coroutine)."""
+        return self._sync.get_physical_bucket(logic_bucket)
+
+    def get_logical_bucket(self, physical_bucket: str) -> str:
+        """Physical -> logical bucket name (no I/O, so not a coroutine)."""
+        return self._sync.get_logical_bucket(physical_bucket)
+
+    update_bucket_mapping = RefStore.update_bucket_mapping
+
+    init_buckets = _threaded(RefStore.init_buckets, "_sync")
+    upload_from_local = _threaded(RefStore.upload_from_local, "_sync")
+    upload_from_url = _threaded(RefStore.upload_from_url, "_sync")
+    copy = _threaded(RefStore.copy, "_sync")
+    download_file = _threaded(RefStore.download_file, "_sync")
+    download_to_local = _threaded(RefStore.download_to_local, "_sync")
+    get_presigned_url = _threaded(RefStore.get_presigned_url, "_sync")
+    get_download_url = _threaded(RefStore.get_download_url, "_sync")
+    get_file_info = _threaded(RefStore.get_file_info, "_sync")
+    file_exists = _threaded(RefStore.file_exists, "_sync")
+    delete_file = _threaded(RefStore.delete_file, "_sync")
+    delete_files = _threaded(RefStore.delete_files, "_sync")
+    list_files = _threaded(RefStore.list_files, "_sync")
+
+    @property
+    def mapping(self) -> Any:
+        return self._sync.mapping
+
+    async def upload_file(
+        self,
+        file_data: UploadData | AsyncIterable[bytes],
+        original_filename: str = "file",
+        content_type: str = "application/octet-stream",
+        logic_bucket: str | None = None,
+        path: str | None = None,
+        use_logical_uri: bool = False,
+        **options: Any,
+    ) -> str:
+        """As :meth:`RefStore.upload_file`; also accepts an async iterable of chunks,
+        streamed to storage as it arrives."""
+        if isinstance(file_data, AsyncIterable):
+            file_data = _AsyncChunkReader(file_data, asyncio.get_running_loop())  # type: ignore[assignment]
+        return await self._run(
+            self._sync.upload_file, file_data, original_filename, content_type,
+            logic_bucket, path, use_logical_uri, **options,
+        )
+
+    async def open(
+        self, s3_uri: str, *, offset: int = 0, length: int | None = None
+    ) -> AsyncObjectStream:
+        """As :meth:`RefStore.open`; ``async with`` / ``async for`` the result."""
+        stream = await self._run(self._sync.open, s3_uri, offset=offset, length=length)
+        return AsyncObjectStream(stream, self._executor)
+
+    async def iter_file(
+        self, s3_uri: str, *, offset: int = 0, length: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> AsyncIterator[bytes]:
+        """As :meth:`RefStore.iter_file`, as an async iterator."""
+        async with await self.open(s3_uri, offset=offset, length=length) as stream:
+            async for chunk in stream.iter_chunks(chunk_size):
+                yield chunk
+
+    async def iter_files(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        """As :meth:`RefStore.iter_files`; pages are fetched in the thread pool."""
+        iterator = self._sync.iter_files(*args, **kwargs)
+        sentinel = object()
+        while (item := await self._run(next, iterator, sentinel)) is not sentinel:
+            yield item  # type: ignore[misc]
+
+    async def close(self) -> None:
+        """Release connections and the owned thread pool."""
+        if self._owns_executor:
+            self._executor.shutdown(wait=False)
+        self._sync.close()
+
+    aclose = close
+
+    async def __aenter__(self) -> AsyncRefStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,333 @@
+"""The embedded local-disk backend: buckets are directories under a root.
+
+Objects are written to a temporary file and renamed into place, so readers
+never see a partial object. Metadata lives in a parallel tree under
+``<root>/.refstore/meta``. Presigned links are HMAC-signed and expiring; the
+gateway serves them (see :meth:`LocalBackend.verify_presigned`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlencode
+
+from .. import errors
+from ..keys import validate_bucket_name, validate_key
+from .base import (
+    CHUNK_SIZE,
+    BucketInfo,
+    DeleteFailure,
+    ListedObject,
+    ObjectInfo,
+    ObjectStream,
+    ProgressCallback,
+)
+
+SYSTEM_DIR = ".refstore"
+PRESIGN_PATH = "/presigned"
+
+
+def _mtime(path: Path | os.DirEntry[str]) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+
+
+class LocalBackend:
+    """Backend storing objects as files under ``root``.
+
+    Args:
+        root: Directory holding one sub-directory per bucket (created if missing).
+        secret: HMAC key for presigned links; default: a random key kept in the root.
+        link_base: Base URL of the gateway that serves presigned links.
+    """
+
+    name = "local"
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, secret: str | None = None,
+        link_base: str | None = None,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self._system = self.root / SYSTEM_DIR
+        self._tmp = self._system / "tmp"
+        self._meta = self._system / "meta"
+        try:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            self._meta.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.ConfigError(f"cannot use {self.root} as local storage: {exc}") from exc
+        self._secret = (secret or self._stored_secret()).encode()
+        self.link_base = (link_base or "http://127.0.0.1:8000").rstrip("/")
+
+    def _stored_secret(self) -> str:
+        path = self._system / "secret"
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_hex(32))
+        return path.read_text().strip()
+
+    # paths
+
+    def _bucket_dir(self, bucket: str, *, must_exist: bool = True) -> Path:
+        validate_bucket_name(bucket)
+        path = self.root / bucket
+        if must_exist and not path.is_dir():
+            raise errors.BucketNotFoundError(f"bucket not found: {bucket}", bucket=bucket)
+        return path
+
+    def _object_path(self, bucket: str, key: str) -> Path:
+        validate_key(key)
+        return self._bucket_dir(bucket) / key
+
+    def _meta_path(self, bucket: str, key: str) -> Path:
+        return self._meta / bucket / f"{key}.json"
+
+    def _read_meta(self, bucket: str, key: str) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self._meta_path(bucket, key).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data
+
+    def _info(self, bucket: str, key: str, path: Path) -> ObjectInfo:
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise errors.ObjectNotFoundError(
+                f"object not found: {bucket}/{key}", bucket=bucket, key=key
+            ) from exc
+        if not path.is_file():
+            raise errors.ObjectNotFoundError(f"object not found: {bucket}/{key}", bucket=bucket, key=key)
+        meta = self._read_meta(bucket, key)
+        return ObjectInfo(
+            bucket=bucket,
+            key=key,
+            size=stat.st_size,
+            etag=meta.get("etag", ""),
+            last_modified=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+            content_type=meta.get("content_type", "application/octet-stream"),
+            metadata=meta.get("metadata", {}),
+        )
+
+    def _place(self, temp: Path, target: Path, bucket: str, key: str) -> None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                raise IsADirectoryError(str(target))
+            os.replace(temp, target)
+        except (NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
+            raise errors.ConflictError(
+                f"{bucket}/{key} clashes with an existing object or prefix on local storage",
+                bucket=bucket, key=key,
+            ) from exc
+
+    # objects
+
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        data: BinaryIO,
+        length: int,
+        *,
+        content_type: str,
+        metadata: dict[str, str],
+        progress: ProgressCallback | None = None,
+    ) -> ObjectInfo:
+        target = self._object_path(bucket, key)
+        digest = hashlib.md5(usedforsecurity=False)
+        size = 0
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="upload-")
+        temp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    want = CHUNK_SIZE if length < 0 else min(CHUNK_SIZE, length - size)
+                    if want == 0:
+                        break
+                    chunk = data.read(want)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    if progress:
+                        progress(len(chunk))
+            if 0 <= length != size:
+                raise errors.InvalidInputError(
+                    f"stream ended after {size} of {length} announced bytes", bucket=bucket, key=key
+                )
+            meta = {"etag": digest.hexdigest(), "content_type": content_type, "metadata": metadata}
+            meta_temp = temp.with_suffix(".json")
+            meta_temp.write_text(json.dumps(meta))
+            self._place(temp, target, bucket, key)
+            meta_target = self._meta_path(bucket, key)
+            meta_target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(meta_temp, meta_target)
+        finally:
+            temp.unlink(missing_ok=True)
+            temp.with_suffix(".json").unlink(missing_ok=True)
+        return self._info(bucket, key, target)
+
+    def open_object(
+        self, bucket: str, key: str, *, offset: int = 0, length: int | None = None
+    ) -> ObjectStream:
+        path = self._object_path(bucket, key)
+        info = self._info(bucket, key, path)
+        if offset < 0 or (length is not None and length < 0):
+            raise errors.InvalidRangeError("offset and length must not be negative")
+        if offset >= info.size and not (offset == 0 and info.size == 0):
+            raise errors.InvalidRangeError(
+                f"offset {offset} is beyond the object's {info.size} bytes", bucket=bucket, key=key
+            )
+        available = info.size - offset
+        count = available if length is None else min(length, available)
+        file = path.open("rb")
+        file.seek(offset)
+        return ObjectStream(
+            file, info=info, offset=offset, length=count,
+            translate=lambda exc: exc, release=file.close,
+        )
+
+    def stat_object(self, bucket: str, key: str) -> ObjectInfo:
+        return self._info(bucket, key, self._object_path(bucket, key))
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        path = self._object_path(bucket, key)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            path.unlink()
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            self._meta_path(bucket, key).unlink()
+        self._prune(path.parent, self.root / bucket)
+        self._prune(self._meta_path(bucket, key).parent, self._meta / bucket)
+
+    @staticmethod
+    def _prune(directory: Path, stop: Path) -> None:
+        while directory != stop and stop in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+    def delete_objects(self, bucket: str, keys: Iterable[str]) -> list[DeleteFailure]:
+        failures = []
+        for key in keys:
+            try:
+                self.delete_object(bucket, key)
+            except errors.RefStoreError as exc:
+                failures.append(DeleteFailure(key, exc))
+        return failures
+
+    def list_objects(
+        self, bucket: str, prefix: str = "", recursive: bool = True
+    ) -> Iterator[ListedObject]:
+        bucket_dir = self._bucket_dir(bucket)
+        base = prefix.rpartition("/")[0]
+        start = bucket_dir / base if base else bucket_dir
+        if base and not start.is_dir():
+            return
+        yield from self._walk(start, f"{base}/" if base else "", prefix, recursive)
+
+    def _walk(self, directory: Path, key_prefix: str, prefix: str, recursive: bool) -> Iterator[ListedObject]:
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        # S3 lists in key order; a directory "a" sorts as "a/", after "a-b".
+        entries.sort(key=lambda e: e.name + ("/" if e.is_dir(follow_symlinks=False) else ""))
+        for entry in entries:
+            key = key_prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if not (key + "/").startswith(prefix) and not prefix.startswith(key + "/"):
+                    continue
+                if recursive:
+                    yield from self._walk(Path(entry.path), key + "/", prefix, recursive)
+                else:
+                    yield ListedObject(key + "/", 0, None, None, is_dir=True)
+            elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
+                stat = entry.stat()
+                yield ListedObject(
+                    key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+                    None,
+                )
+
+    def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+        with self.open_object(src_bucket, src_key) as source:
+            return self.put_object(
+                dst_bucket, dst_key, source, source.length,
+                content_type=source.info.content_type, metadata=source.info.metadata,
+            )
+
+    # presigned links
+
+    def _signature(self, method: str, bucket: str, key: str, expires: int) -> str:
+        message = f"{method}\n{bucket}\n{key}\n{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def presign(self, method: str, bucket: str, key: str, expiry_seconds: int) -> str:
+        validate_key(key)
+        validate_bucket_name(bucket)
+        expires = int(time.time()) + expiry_seconds
+        query = urlencode(
+            {"method": method, "expires": expires,
+             "signature": self._signature(method, bucket, key, expires)}
+        )
+        return f"{self.link_base}{PRESIGN_PATH}/{bucket}/{quote(key)}?{query}"
+
+    def verify_presigned(self, method: str, bucket: str, key: str, expires: str, signature: str) -> None:
+        """Check a presigned link's signature and expiry.
+
+        Raises:
+            PermissionDeniedError: tampered, expired, or for another method.
+        """
+        try:
+            expires_at = int(expires)
+        except (TypeError, ValueError) as exc:
+            raise errors.PermissionDeniedError("malformed presigned link") from exc
+        expected = self._signature(method, bucket, key, expires_at)
+        if not hmac.compare_digest(expected, signature or ""):
+            raise errors.PermissionDeniedError("presigned link signature does not match")
+        if time.time() > expires_at:
+            raise errors.PermissionDeniedError("presigned link has expired")
+
+    # buckets
+
+    def bucket_exists(self, bucket: str) -> bool:
+        return self._bucket_dir(bucket, must_exist=False).is_dir()
+
+    def make_bucket(self, bucket: str, location: str | None = None) -> None:
+        self._bucket_dir(bucket, must_exist=False).mkdir(exist_ok=True)
+
+    def remove_bucket(self, bucket: str) -> None:
+        path = self._bucket_dir(bucket)
+        if any(path.iterdir()):
+            raise errors.ConflictError(f"bucket {bucket} is not empty", bucket=bucket)
+        path.rmdir()
+        shutil.rmtree(self._meta / bucket, ignore_errors=True)
+
+    def list_buckets(self) -> list[BucketInfo]:
+        return [
+            BucketInfo(entry.name, _mtime(entry))
+            for entry in sorted(os.scandir(self.root), key=lambda e: e.name)
+            if entry.is_dir() and not entry.name.startswith(".")
+        ]
+
+    def ping(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise errors.ConnectionError(f"local storage root {self.root} is not writable")
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,435 @@
+"""The MinIO (or any S3-compatible server) backend, on the ``minio`` SDK.
+
+All SDK and transport errors are translated here, once, into
+:mod:`refstore.errors` classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import certifi
+import urllib3
+from minio import Minio
+from minio.deleteobjects import DeleteObject
+from minio.error import InvalidResponseError, S3Error, ServerError
+
+from .. import errors
+from ..config import MinioSettings
+from ..retry import TRANSIENT_S3_CODES
+from .base import (
+    CHUNK_SIZE,
+    BucketInfo,
+    DeleteFailure,
+    ListedObject,
+    ObjectInfo,
+    ObjectStream,
+    ProgressCallback,
+)
+
+logger = logging.getLogger(__name__)
+
+_S3_CODE_ERRORS: dict[str, type[errors.RefStoreError]] = {
+    "NoSuchKey": errors.ObjectNotFoundError,
+    "NoSuchObject": errors.ObjectNotFoundError,
+    "NoSuchBucket": errors.BucketNotFoundError,
+    "AccessDenied": errors.PermissionDeniedError,
+    "AllAccessDisabled": errors.PermissionDeniedError,
+    "InvalidAccessKeyId": errors.AuthenticationError,
+    "SignatureDoesNotMatch": errors.AuthenticationError,
+    "ExpiredToken": errors.AuthenticationError,
+    "BucketNotEmpty": errors.ConflictError,
+    "BucketAlreadyExists": errors.ConflictError,
+    "InvalidBucketName": errors.InvalidBucketNameError,
+    "InvalidRange": errors.InvalidRangeError,
+    "EntityTooLarge": errors.ObjectTooLargeError,
+    "KeyTooLongError": errors.InvalidKeyError,
+    "XMinioInvalidObjectName": errors.InvalidKeyError,
+    "XMinioObjectExistsAsDirectory": errors.ConflictError,
+    "XMinioParentIsObject": errors.ConflictError,
+}
+
+
+def translate_error(exc: BaseException, bucket: str = "", key: str = "") -> BaseException:
+    """Map a minio/urllib3/socket exception to a :mod:`refstore.errors` class.
+
+    Exceptions that did not come from the server or the network (for example
+    an error raised by the caller's input stream) are returned unchanged.
+    """
+    where = f"{bucket}/{key}" if key else bucket
+    if isinstance(exc, errors.RefStoreError):
+        return exc
+    if isinstance(exc, S3Error):
+        if exc.code in TRANSIENT_S3_CODES:
+            return errors.ConnectionError(f"storage backend busy ({exc.code}): {where}")
+        cls = _S3_CODE_ERRORS.get(exc.code or "", errors.RefStoreError)
+        messages = {
+            errors.ObjectNotFoundError: f"object not found: {where}",
+            errors.BucketNotFoundError: f"bucket not found: {bucket}",
+        }
+        detail = messages.get(cls, f"{exc.code}: {exc.message} ({where})")
+        error = cls(detail, bucket=bucket, key=key, s3_code=exc.code)
+        return error
+    if isinstance(exc, ServerError):
+        return errors.ConnectionError(f"storage backend error (HTTP {exc.status_code}): {where}")
+    if isinstance(exc, InvalidResponseError):
+        return errors.ConnectionError(f"storage backend sent an invalid response: {exc}")
+    if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)):
+        return errors.ConnectionError(f"storage backend unreachable: {type(exc).__name__}: {exc}")
+    return exc
+
+
+class _Progress:
+    """Adapter from minio-py's progress protocol to a byte-count callback."""
+
+    def __init__(self, callback: ProgressCallback) -> None:
+        self._callback = callback
+
+    def set_meta(self, object_name: str, total_length: int) -> None:
+        pass
+
+    def update(self, size: int) -> None:
+        self._callback(size)
+
+
+class _Minio(Minio):
+    """Minio client that remembers multipart uploads it could not abort.
+
+    When the server dies mid-upload, minio-py's own abort fails too; the upload
+    id is kept and aborted on the next successful contact, so no incomplete
+    upload is left behind.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending_aborts: list[tuple[str, str, str]] = []
+        self.pending_lock = threading.Lock()
+
+    def _abort_multipart_upload(self, bucket_name: str, object_name: str, upload_id: str) -> None:
+        try:
+            super()._abort_multipart_upload(bucket_name, object_name, upload_id)
+        except Exception as exc:
+            logger.warning("could not abort upload %s of %s/%s: %s; will retry",
+                           upload_id, bucket_name, object_name, exc)
+            with self.pending_lock:
+                self.pending_aborts.append((bucket_name, object_name, upload_id))
+
+    def retry_pending_aborts(self) -> None:
+        with self.pending_lock:
+            pending, self.pending_aborts = self.pending_aborts, []
+        for bucket_name, object_name, upload_id in pending:
+            try:
+                super()._abort_multipart_upload(bucket_name, object_name, upload_id)
+            except S3Error as exc:
+                if exc.code != "NoSuchUpload":
+                    logger.warning("abort of upload %s failed: %s", upload_id, exc)
+            except Exception:
+                with self.pending_lock:
+                    self.pending_aborts.append((bucket_name, object_name, upload_id))
+
+
+def _parse_http_date(value: str | None) -> Any:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _info_from_headers(bucket: str, key: str, headers: Any) -> ObjectInfo:
+    content_range = headers.get("Content-Range", "")
+    if "/" in content_range:
+        size = int(content_range.rsplit("/", 1)[1])
+    else:
+        size = int(headers.get("Content-Length", 0))
+    metadata = {
+        name[len("x-amz-meta-") :]: value
+        for name, value in headers.items()
+        if name.lower().startswith("x-amz-meta-")
+    }
+    return ObjectInfo(
+        bucket=bucket,
+        key=key,
+        size=size,
+        etag=headers.get("ETag", "").strip('"'),
+        last_modified=_parse_http_date(headers.get("Last-Modified")),
+        content_type=headers.get("Content-Type", "application/octet-stream"),
+        metadata={k.lower(): v for k, v in metadata.items()},
+    )
+
+
+class MinioBackend:
+    """Backend on a MinIO / S3 server.
+
+    Args:
+        settings: Connection settings (endpoint, credentials, timeouts).
+        part_size: Multipart part size for uploads of unknown length.
+        max_concurrency: Connection pool size.
+        public_url: Base URL that presigned URLs are rewritten to (reverse proxy).
+        public_endpoint: ``scheme://host[:port]`` that presigned URLs are signed for.
+    """
+
+    name = "minio"
+
+    def __init__(
+        self,
+        settings: MinioSettings,
+        *,
+        part_size: int = 8 * 1024 * 1024,
+        max_concurrency: int = 32,
+        public_url: str | None = None,
+        public_endpoint: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.part_size = part_size
+        self.public_url = public_url
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
+            maxsize=max_concurrency + 4,
+            cert_reqs="CERT_REQUIRED" if settings.cert_check else "CERT_NONE",
+            ca_certs=certifi.where(),
+            retries=urllib3.Retry(total=0, redirect=0, raise_on_status=False),
+        )
+        self.client = _Minio(
+            settings.endpoint,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            secure=settings.secure,
+            region=settings.region,
+            http_client=self._http,
+        )
+        self._signer: Minio | None = None
+        if public_endpoint:
+            parts = urlsplit(public_endpoint)
+            self._signer = Minio(
+                parts.netloc,
+                access_key=settings.access_key,
+                secret_key=settings.secret_key,
+                secure=parts.scheme == "https",
+                region=settings.region or "us-east-1",
+                http_client=self._http,
+            )
+
+    @classmethod
+    def from_client(cls, client: Minio) -> MinioBackend:
+        """Wrap an existing ``minio.Minio`` client (refstore 0.3.0's BucketManager takes one)."""
+        backend = cls.__new__(cls)
+        backend.settings = None  # type: ignore[assignment]
+        backend.part_size = 8 * 1024 * 1024
+        backend.public_url = None
+        backend._http = client._http
+        backend.client = client  # type: ignore[assignment]
+        backend._signer = None
+        return backend
+
+    def _before(self) -> None:
+        if getattr(self.client, "pending_aborts", None):
+            self.client.retry_pending_aborts()
+
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        data: BinaryIO,
+        length: int,
+        *,
+        content_type: str,
+        metadata: dict[str, str],
+        progress: ProgressCallback | None = None,
+    ) -> ObjectInfo:
+        self._before()
+        try:
+            result = self.client.put_object(
+                bucket,
+                key,
+                data,
+                length,
+                content_type=content_type,
+                metadata=dict(metadata) or None,
+                part_size=self.part_size,
+                progress=_Progress(progress) if progress else None,
+            )
+        except Exception as exc:
+            raise translate_error(exc, bucket, key) from exc
+        return ObjectInfo(
+            bucket=bucket,
+            key=key,
+            size=length,
+            etag=(result.etag or "").strip('"'),
+            last_modified=None,
+            content_type=content_type,
+            metadata=dict(metadata),
+        )
+
+    def open_object(
+        self, bucket: str, key: str, *, offset: int = 0, length: int | None = None
+    ) -> ObjectStream:
+        self._before()
+        if length == 0:
+            info = self.stat_object(bucket, key)
+            return ObjectStream(
+                None, info=info, offset=offset, length=0,
+                translate=lambda exc: exc, release=lambda: None,
+            )
+        try:
+            response = self.client.get_object(bucket, key, offset=offset, length=length or 0)
+        except Exception as exc:
+            raise translate_error(exc, bucket, key) from exc
+        info = _info_from_headers(bucket, key, response.headers)
+
+        def release() -> None:
+            response.close()
+            response.release_conn()
+
+        return ObjectStream(
+            response,
+            info=info,
+            offset=offset,
+            length=int(response.headers.get("Content-Length", 0)),
+            translate=lambda exc: translate_error(exc, bucket, key),
+            release=release,
+        )
+
+    def stat_object(self, bucket: str, key: str) -> ObjectInfo:
+        self._before()
+        try:
+            stat = self.client.stat_object(bucket, key)
+        except Exception as exc:
+            raise translate_error(exc, bucket, key) from exc
+        metadata = {
+            name.lower()[len("x-amz-meta-") :]: value
+            for name, value in (stat.metadata or {}).items()
+            if name.lower().startswith("x-amz-meta-")
+        }
+        return ObjectInfo(
+            bucket=bucket,
+            key=key,
+            size=stat.size or 0,
+            etag=(stat.etag or "").strip('"'),
+            last_modified=stat.last_modified,
+            content_type=stat.content_type or "application/octet-stream",
+            metadata=metadata,
+        )
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        self._before()
+        try:
+            self.client.remove_object(bucket, key)
+        except Exception as exc:
+            raise translate_error(exc, bucket, key) from exc
+
+    def delete_objects(self, bucket: str, keys: Iterable[str]) -> list[DeleteFailure]:
+        self._before()
+        try:
+            return [
+                DeleteFailure(
+                    failure.name or "",
+                    _as_refstore(translate_error(
+                        S3Error(failure.code, failure.message, None, None, None, None),
+                        bucket, failure.name or "",
+                    )),
+                )
+                for failure in self.client.remove_objects(
+                    bucket, (DeleteObject(key) for key in keys)
+                )
+            ]
+        except Exception as exc:
+            raise translate_error(exc, bucket) from exc
+
+    def list_objects(
+        self, bucket: str, prefix: str = "", recursive: bool = True
+    ) -> Iterator[ListedObject]:
+        self._before()
+        try:
+            for obj in self.client.list_objects(bucket, prefix=prefix or None, recursive=recursive):
+                yield ListedObject(
+                    key=obj.object_name or "",
+                    size=obj.size or 0,
+                    last_modified=obj.last_modified,
+                    etag=(obj.etag or "").strip('"') or None,
+                    is_dir=obj.is_dir,
+                )
+        except Exception as exc:
+            raise translate_error(exc, bucket, prefix) from exc
+
+    def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+        from minio.commonconfig import CopySource
+
+        self._before()
+        try:
+            self.client.copy_object(dst_bucket, dst_key, CopySource(src_bucket, src_key))
+        except Exception as exc:
+            raise translate_error(exc, src_bucket, src_key) from exc
+        return self.stat_object(dst_bucket, dst_key)
+
+    def presign(self, method: str, bucket: str, key: str, expiry_seconds: int) -> str:
+        signer = self._signer or self.client
+        try:
+            url = signer.get_presigned_url(
+                method, bucket, key, expires=timedelta(seconds=expiry_seconds)
+            )
+        except Exception as exc:
+            raise translate_error(exc, bucket, key) from exc
+        return rewrite_url_base(url, self.public_url) if self.public_url else url
+
+    def bucket_exists(self, bucket: str) -> bool:
+        self._before()
+        try:
+            return bool(self.client.bucket_exists(bucket))
+        except Exception as exc:
+            raise translate_error(exc, bucket) from exc
+
+    def make_bucket(self, bucket: str, location: str | None = None) -> None:
+        self._before()
+        try:
+            self.client.make_bucket(bucket, location=location)
+        except S3Error as exc:
+            if exc.code != "BucketAlreadyOwnedByYou":
+                raise translate_error(exc, bucket) from exc
+        except Exception as exc:
+            raise translate_error(exc, bucket) from exc
+
+    def remove_bucket(self, bucket: str) -> None:
+        self._before()
+        try:
+            self.client.remove_bucket(bucket)
+        except Exception as exc:
+            raise translate_error(exc, bucket) from exc
+
+    def list_buckets(self) -> list[BucketInfo]:
+        self._before()
+        try:
+            return [BucketInfo(b.name, b.creation_date) for b in self.client.list_buckets()]
+        except Exception as exc:
+            raise translate_error(exc) from exc
+
+    def ping(self) -> None:
+        self.list_buckets()
+
+    def close(self) -> None:
+        self._http.clear()
+
+
+def _as_refstore(exc: BaseException) -> errors.RefStoreError:
+    if isinstance(exc, errors.RefStoreError):
+        return exc
+    return errors.RefStoreError(str(exc))
+
+
+def rewrite_url_base(url: str, public_url: str) -> str:
+    """Move ``url``'s path and query under ``public_url`` (scheme, host and path prefix)."""
+    original = urlsplit(url)
+    public = urlsplit(public_url)
+    path = public.path.rstrip("/") + "/" + original.path.lstrip("/")
+    query = f"?{original.query}" if original.query else ""
+    return f"{public.scheme}://{public.netloc}{path}{query}"
+
+
+__all__ = ["CHUNK_SIZE", "MinioBackend", "rewrite_url_base", "translate_error"]

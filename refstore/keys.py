@@ -1,0 +1,142 @@
+"""Validation and construction of bucket names and object keys.
+
+Everything here runs before any I/O, so unsafe input never reaches a backend.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import unicodedata
+import uuid
+from datetime import datetime, timezone
+
+from .errors import InvalidBucketNameError, InvalidKeyError
+
+MAX_KEY_BYTES = 1024
+MAX_SEGMENT_BYTES = 255
+
+_BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", "--x-s3", ".mrap")
+
+
+def validate_bucket_name(name: str) -> str:
+    """Check a bucket name against the S3 naming rules.
+
+    Raises:
+        InvalidBucketNameError: the name breaks a rule; the message says which.
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidBucketNameError("bucket name must be a non-empty string", bucket=name)
+    problem = None
+    if not 3 <= len(name) <= 63:
+        problem = "must be 3 to 63 characters long"
+    elif not _BUCKET_CHARS.match(name):
+        problem = (
+            "may contain only lowercase letters, digits, '.' and '-', "
+            "and must start and end with a letter or digit"
+        )
+    elif ".." in name or ".-" in name or "-." in name:
+        problem = "must not contain '..', '.-' or '-.'"
+    elif name.startswith(_RESERVED_BUCKET_PREFIXES) or name.endswith(_RESERVED_BUCKET_SUFFIXES):
+        problem = "uses a prefix or suffix reserved by S3"
+    elif _is_ip_address(name):
+        problem = "must not be formatted as an IP address"
+    if problem:
+        raise InvalidBucketNameError(f"invalid bucket name {name!r}: {problem}", bucket=name)
+    return name
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_key(key: str) -> str:
+    """Check an object key: non-empty segments, no ``.``/``..``, no control characters.
+
+    Raises:
+        InvalidKeyError: the key is unsafe or too long; the message says why.
+    """
+    if not isinstance(key, str) or not key:
+        raise InvalidKeyError("object key must be a non-empty string", key=key)
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidKeyError(f"object key is longer than {MAX_KEY_BYTES} bytes", key=key[:64])
+    for segment in key.split("/"):
+        _check_segment(segment, key)
+    return key
+
+
+def _check_segment(segment: str, whole: str) -> None:
+    if segment == "":
+        raise InvalidKeyError(f"empty path segment ('//' or a leading/trailing '/') in {whole!r}")
+    if segment in (".", ".."):
+        raise InvalidKeyError(f"'{segment}' segments are not allowed: {whole!r}", key=whole)
+    if _CONTROL_CHARS.search(segment):
+        raise InvalidKeyError(f"control characters are not allowed: {whole!r}", key=whole)
+    if "\\" in segment:
+        raise InvalidKeyError(f"backslashes are not allowed: {whole!r}", key=whole)
+    try:
+        encoded = segment.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidKeyError(f"not valid UTF-8 text: {whole!r}", key=whole) from exc
+    if len(encoded) > MAX_SEGMENT_BYTES:
+        raise InvalidKeyError(
+            f"path segment longer than {MAX_SEGMENT_BYTES} bytes: {segment[:32]!r}...", key=whole
+        )
+
+
+def normalize_path(path: str | None) -> str:
+    """Normalise a user-given directory path: NFC, no leading/trailing or doubled '/'.
+
+    ``..`` and ``.`` segments are refused, not resolved.
+
+    Raises:
+        InvalidKeyError: the path is unsafe.
+    """
+    if path is None:
+        return ""
+    if not isinstance(path, str):
+        raise InvalidKeyError(f"path must be a string, not {type(path).__name__}")
+    if "\\" in path:
+        raise InvalidKeyError(f"backslashes are not allowed: {path!r}", key=path)
+    if _CONTROL_CHARS.search(path):
+        raise InvalidKeyError(f"control characters are not allowed: {path!r}", key=path)
+    segments = [s for s in unicodedata.normalize("NFC", path).split("/") if s]
+    for segment in segments:
+        _check_segment(segment, path)
+    return "/".join(segments)
+
+
+def normalize_filename(filename: str | None) -> str:
+    """Normalise an original filename (NFC; sub-directories allowed, checked like a path).
+
+    Raises:
+        InvalidKeyError: the filename is empty or unsafe.
+    """
+    normalized = normalize_path(filename)
+    if not normalized:
+        raise InvalidKeyError(f"filename must not be empty: {filename!r}")
+    return normalized
+
+
+def build_object_key(original_filename: str | None, path: str | None = None) -> str:
+    """Object key for an upload: ``path/filename``, or ``YYYY/MM/DD/<uuid4 hex><ext>``.
+
+    Raises:
+        InvalidKeyError: the path or filename is unsafe, or the key too long.
+    """
+    directory = normalize_path(path)
+    if directory:
+        return validate_key(f"{directory}/{normalize_filename(original_filename)}")
+    extension = ""
+    if original_filename:
+        extension = os.path.splitext(normalize_filename(original_filename))[1]
+    date = datetime.now(timezone.utc).strftime("%Y/%m/%d")
+    return validate_key(f"{date}/{uuid.uuid4().hex}{extension}")

@@ -1,0 +1,209 @@
+"""Retries with exponential backoff and jitter, for transient failures only.
+
+Transient: connection failures and timeouts, HTTP 5xx, S3 ``SlowDown`` and
+``RequestTimeout``. Never retried: client errors such as ``NoSuchKey`` or
+``AccessDenied``, invalid input, missing objects.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from . import errors
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+TRANSIENT_S3_CODES = frozenset(
+    {
+        "SlowDown",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "XMinioServerNotInitialized",
+        "XMinioReadQuorum",
+        "XMinioWriteQuorum",
+    }
+)
+
+_PERMANENT = (
+    errors.InvalidInputError,
+    errors.NotFoundError,
+    errors.PermissionDeniedError,
+    errors.ConflictError,
+    errors.ConfigError,
+    errors.ObjectTooLargeError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return whether ``exc`` is worth retrying (see the module docstring)."""
+    if isinstance(exc, errors.ConnectionError):
+        return True
+    if isinstance(exc, errors.RefStoreError):
+        return False
+    try:
+        from minio.error import InvalidResponseError, S3Error, ServerError
+        from urllib3.exceptions import HTTPError as Urllib3Error
+    except ImportError:  # pragma: no cover - minio is a hard dependency
+        pass
+    else:
+        if isinstance(exc, S3Error):
+            return exc.code in TRANSIENT_S3_CODES
+        if isinstance(exc, ServerError):
+            return exc.status_code >= 500
+        if isinstance(exc, InvalidResponseError):
+            return True
+        if isinstance(exc, Urllib3Error):
+            return True
+    return isinstance(exc, (builtins.ConnectionError, TimeoutError))
+
+
+class RetryHandler:
+    """Runs a callable, retrying transient failures with jittered exponential backoff.
+
+    Args:
+        max_retries: Retries after the first attempt (0 = try once).
+        base_delay: Delay before the first retry, in seconds.
+        max_delay: Cap of any single delay, in seconds.
+        exponential_base: Growth factor of the delay per attempt.
+        jitter: Randomise each delay to between 50% and 100% of its value.
+        retry_on: Predicate deciding which exceptions are retried
+            (default :func:`is_transient`).
+        sleep: Function used to wait (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        max_retries: int = 3,
+        base_delay: float = 1.0,
+        max_delay: float = 60.0,
+        exponential_base: float = 2.0,
+        jitter: bool = True,
+        retry_on: Callable[[BaseException], bool] = is_transient,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.max_retries = max_retries
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.exponential_base = exponential_base
+        self.jitter = jitter
+        self.retry_on = retry_on
+        self._sleep = sleep
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (0-based)."""
+        delay = min(self.base_delay * self.exponential_base**attempt, self.max_delay)
+        if self.jitter:
+            delay *= random.uniform(0.5, 1.0)
+        return float(delay)
+
+    def execute(
+        self,
+        func: Callable[..., R],
+        *args: Any,
+        exceptions: tuple[type[BaseException], ...] | None = None,
+        on_retry: Callable[[int, BaseException], None] | None = None,
+        **kwargs: Any,
+    ) -> R:
+        """Call ``func(*args, **kwargs)``, retrying as configured.
+
+        Args:
+            exceptions: Retry only these types (and never a permanent client error).
+            on_retry: Called with (retry number, exception) before each wait.
+
+        Raises:
+            Whatever ``func`` raised last, unchanged.
+        """
+        should_retry = self.retry_on if exceptions is None else _types_predicate(exceptions)
+        attempt = 0
+        while True:
+            try:
+                return func(*args, **kwargs)
+            except Exception as exc:
+                if attempt >= self.max_retries or not should_retry(exc):
+                    raise
+                delay = self.delay(attempt)
+                attempt += 1
+                logger.warning(
+                    "%s failed (%s: %s); retry %d/%d in %.2fs",
+                    getattr(func, "__qualname__", func),
+                    type(exc).__name__,
+                    exc,
+                    attempt,
+                    self.max_retries,
+                    delay,
+                )
+                if on_retry is not None:
+                    on_retry(attempt, exc)
+                self._sleep(delay)
+
+    def execute_with_callback(
+        self,
+        func: Callable[..., R],
+        *args: Any,
+        exceptions: tuple[type[BaseException], ...] | None = None,
+        on_retry: Callable[[int, BaseException], None] | None = None,
+        **kwargs: Any,
+    ) -> R:
+        """Same as :meth:`execute` (refstore 0.3.0 name)."""
+        return self.execute(func, *args, exceptions=exceptions, on_retry=on_retry, **kwargs)
+
+
+def _types_predicate(
+    types: tuple[type[BaseException], ...],
+) -> Callable[[BaseException], bool]:
+    def predicate(exc: BaseException) -> bool:
+        return isinstance(exc, types) and not _is_permanent(exc)
+
+    return predicate
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    if isinstance(exc, _PERMANENT):
+        return True
+    try:
+        from minio.error import S3Error
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, S3Error) and exc.code not in TRANSIENT_S3_CODES
+
+
+def retry_with_backoff(
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    exponential_base: float = 2.0,
+    jitter: bool = True,
+    exceptions: tuple[type[BaseException], ...] | None = None,
+    on_retry: Callable[[int, BaseException], None] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator: retry the function on transient failures (see :class:`RetryHandler`).
+
+    ``exceptions`` narrows what is retried; client errors (4xx, missing objects,
+    invalid input) are never retried, even when listed.
+    """
+    handler = RetryHandler(max_retries, base_delay, max_delay, exponential_base, jitter)
+
+    def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return handler.execute(
+                functools.partial(func, *args, **kwargs),
+                exceptions=exceptions,
+                on_retry=on_retry,
+            )
+
+        return wrapper
+
+    return decorator

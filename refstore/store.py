@@ -1,0 +1,620 @@
+"""RefStore: the synchronous face of the library, and where its behaviour lives.
+
+:class:`~refstore.aio.AsyncRefStore` runs these same methods in a bounded thread
+pool, so every rule below holds for both faces.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar, Union
+
+from . import errors
+from .backends import Backend, ListedObject, ObjectInfo, ObjectStream, create_backend
+from .backends.base import CHUNK_SIZE, ProgressCallback
+from .buckets import BucketManager
+from .config import MAX_PRESIGN_SECONDS, StoreConfig
+from .keys import build_object_key, validate_bucket_name
+from .mapping import BucketMap, MappingHolder, MappingVersion
+from .retry import RetryHandler
+from .uri import decode_uri, encode_uri
+
+T = TypeVar("T")
+
+UploadData = Union[bytes, bytearray, memoryview, BinaryIO, Iterable[bytes]]
+"""What ``upload_file`` accepts: bytes, a readable binary stream, or an iterable of chunks."""
+
+DEFAULT_LOCAL_ROOT = "./refstore-data"
+PRESIGN_METHODS = ("GET", "PUT")
+
+
+def format_size(size: float) -> str:
+    """``1536`` -> ``"1.50 KB"`` (refstore 0.3.0's ``size_human``)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024:
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} PB"
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file-like view of an iterable of byte chunks."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        super().__init__()
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self._pending + b"".join(self._chunks)
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._pending = bytes(chunk)
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _as_stream(data: UploadData) -> tuple[BinaryIO, int, int | None]:
+    """Return (stream, length or -1, replay position or None if not replayable)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return io.BytesIO(data), len(data), 0
+    if hasattr(data, "read"):
+        stream: BinaryIO = data  # type: ignore[assignment]
+        try:
+            if stream.seekable():
+                position = stream.tell()
+                end = stream.seek(0, os.SEEK_END)
+                stream.seek(position)
+                return stream, end - position, position
+        except (AttributeError, OSError, ValueError):
+            pass
+        return stream, -1, None
+    if isinstance(data, Iterable):
+        return _ChunkReader(data), -1, None  # type: ignore[return-value]
+    raise errors.InvalidInputError(f"cannot upload a {type(data).__name__}: give bytes or a stream")
+
+
+class RefStore:
+    """Object storage on MinIO (or the embedded local backend) addressed by ``s3://`` URIs.
+
+    Args:
+        config: The refstore config dict (see :class:`~refstore.ConfigValidator`). ``None``
+            uses the local backend under ``./refstore-data``.
+
+    Raises:
+        ConfigError: the config is invalid.
+
+    Unlike refstore 0.3.0, failures raise typed exceptions from :mod:`refstore.errors`
+    instead of printing and returning ``None``.
+    """
+
+    def __init__(self, config: dict[str, Any] | StoreConfig | None = None) -> None:
+        if config is None:
+            config = {"local": {"root": DEFAULT_LOCAL_ROOT}}
+        self.settings = config if isinstance(config, StoreConfig) else StoreConfig.from_dict(config)
+        self.backend: Backend = create_backend(self.settings)
+        self.mapping = MappingHolder(
+            BucketMap(self.settings.enable_bucket_mapping, self.settings.bucket_map)
+        )
+        retry = self.settings.retry
+        self._retry = RetryHandler(retry.max_retries, retry.base_delay, retry.max_delay)
+        self._known_buckets: set[str] = set()
+        self._known_lock = threading.Lock()
+        self.bucket_manager = BucketManager(self.backend, retry=self._retry)
+
+    # -- settings exposed like refstore 0.3.0 --------------------------------
+
+    @property
+    def default_bucket(self) -> str:
+        return self.settings.default_bucket
+
+    @property
+    def presigned_expiry(self) -> int:
+        return self.settings.presigned_expiry
+
+    @property
+    def public_url(self) -> str | None:
+        return self.settings.public_url
+
+    @property
+    def enable_bucket_mapping(self) -> bool:
+        return self.mapping.current.enabled
+
+    @property
+    def bucket_map(self) -> dict[str, str]:
+        return dict(self.mapping.current.forward)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release connections."""
+        self.backend.close()
+
+    def __enter__(self) -> RefStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- buckets and mapping ---------------------------------------------------
+
+    def init_buckets(self) -> list[str]:
+        """Create the default bucket, or every mapped physical bucket when mapping is on.
+
+        Returns:
+            The physical bucket names ensured.
+        """
+        snapshot = self.mapping.current
+        names = sorted(set(snapshot.forward.values())) if snapshot.enabled else [self.default_bucket]
+        for name in names:
+            self._ensure_bucket(name, force=True)
+        return names
+
+    def get_physical_bucket(self, logic_bucket: str) -> str:
+        """Logical bucket name -> physical bucket name (identity when mapping is off)."""
+        return self.mapping.current.physical(logic_bucket)
+
+    def get_logical_bucket(self, physical_bucket: str) -> str:
+        """Physical bucket name -> logical name (identity when unmapped)."""
+        return self.mapping.current.logical(physical_bucket)
+
+    def update_bucket_mapping(
+        self,
+        enable_bucket_mapping: bool | None = None,
+        bucket_map: dict[str, str] | None = None,
+        version: MappingVersion | dict[str, Any] | None = None,
+    ) -> tuple[bool, BucketMap]:
+        """Swap in a new bucket mapping atomically (see :meth:`MappingHolder.update`).
+
+        Raises:
+            InvalidInputError: invalid names, or mapping on with an empty map.
+            ConflictError: ``version`` is older than the current one.
+        """
+        if isinstance(version, dict):
+            version = MappingVersion.from_dict(version)
+        return self.mapping.update(enable_bucket_mapping, bucket_map, version)
+
+    def _ensure_bucket(self, bucket: str, *, force: bool = False) -> None:
+        if not force and (bucket in self._known_buckets or not self.settings.auto_create_buckets):
+            return
+        if not self._call(self.backend.bucket_exists, bucket):
+            self._call(self.backend.make_bucket, bucket)
+        with self._known_lock:
+            self._known_buckets.add(bucket)
+
+    def _forget_bucket(self, bucket: str) -> None:
+        with self._known_lock:
+            self._known_buckets.discard(bucket)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self._retry.execute(func, *args, **kwargs)
+
+    def _resolve(self, s3_uri: str) -> tuple[str, str, BucketMap]:
+        """(physical bucket, key, mapping snapshot) for a logical or physical URI."""
+        bucket, key = decode_uri(s3_uri)
+        snapshot = self.mapping.current
+        return snapshot.physical(bucket), key, snapshot
+
+    @staticmethod
+    def _uri(
+        snapshot: BucketMap, logic_bucket: str, physical: str, key: str, use_logical_uri: bool
+    ) -> str:
+        bucket = logic_bucket if snapshot.enabled and use_logical_uri else physical
+        return encode_uri(bucket, key)
+
+    @classmethod
+    def _listed_uri(
+        cls, snapshot: BucketMap, logic_bucket: str, physical: str, key: str, use_logical_uri: bool
+    ) -> str:
+        """URI of a listed key; keys written by other tools may not pass our key rules."""
+        try:
+            return cls._uri(snapshot, logic_bucket, physical, key, use_logical_uri)
+        except errors.URIParseError:
+            return f"s3://{physical}/{key}"
+
+    # -- upload ----------------------------------------------------------------
+
+    def upload_file(
+        self,
+        file_data: UploadData,
+        original_filename: str = "file",
+        content_type: str = "application/octet-stream",
+        logic_bucket: str | None = None,
+        path: str | None = None,
+        use_logical_uri: bool = False,
+        *,
+        metadata: dict[str, str] | None = None,
+        length: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> str:
+        """Upload bytes or a stream and return its ``s3://`` URI.
+
+        With ``path`` the key is ``path/original_filename``; without, it is
+        ``YYYY/MM/DD/<uuid4 hex><ext>``. Streams are read in parts (never whole);
+        a stream of unknown length goes up as a multipart upload. Seekable
+        streams are uploaded from their current position.
+
+        Args:
+            metadata: User metadata stored with the object.
+            length: Byte count of a non-seekable stream, when known.
+            progress: Called with each number of bytes sent.
+
+        Raises:
+            InvalidKeyError: unsafe ``path`` or filename.
+            InvalidBucketNameError: invalid bucket name.
+            ConnectionError: the backend is unreachable (after retries where the
+                body can be replayed).
+        """
+        logic_bucket = logic_bucket or self.default_bucket
+        key = build_object_key(original_filename, path)
+        snapshot = self.mapping.current
+        physical = validate_bucket_name(snapshot.physical(logic_bucket))
+        stream, known_length, replay_from = _as_stream(file_data)
+        if length is not None:
+            known_length = length
+        content_type = content_type or "application/octet-stream"
+        self._ensure_bucket(physical)
+
+        def put() -> ObjectInfo:
+            if replay_from is not None:
+                stream.seek(replay_from)
+            return self.backend.put_object(
+                physical, key, stream, known_length,
+                content_type=content_type, metadata=dict(metadata or {}), progress=progress,
+            )
+
+        try:
+            if replay_from is not None:
+                self._call(put)
+            else:
+                put()
+        except errors.BucketNotFoundError:
+            self._forget_bucket(physical)
+            raise
+        return self._uri(snapshot, logic_bucket, physical, key, use_logical_uri)
+
+    def upload_from_local(
+        self,
+        local_path: str | os.PathLike[str],
+        logic_bucket: str | None = None,
+        path: str | None = None,
+        content_type: str | None = None,
+        use_logical_uri: bool = False,
+        *,
+        metadata: dict[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> str:
+        """Upload a local file (streamed, never read whole) and return its URI.
+
+        The filename is kept; the content type is guessed from it when not given.
+
+        Raises:
+            FileNotFoundError: ``local_path`` does not exist (the builtin one).
+            InvalidKeyError, ConnectionError: as for :meth:`upload_file`.
+        """
+        file_path = Path(local_path)
+        content_type = content_type or mimetypes.guess_type(file_path.name)[0]
+        with file_path.open("rb") as file:
+            return self.upload_file(
+                file, file_path.name, content_type or "application/octet-stream",
+                logic_bucket, path, use_logical_uri, metadata=metadata, progress=progress,
+            )
+
+    def upload_from_url(
+        self,
+        url: str,
+        logic_bucket: str | None = None,
+        path: str | None = None,
+        timeout: float = 30,
+        use_logical_uri: bool = False,
+        *,
+        max_bytes: int | None = None,
+        deadline: float | None = None,
+        block_private: bool | None = None,
+        filename: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Stream an http(s) URL into storage and return the new object's URI.
+
+        Args:
+            timeout: Socket connect/read timeout, seconds.
+            max_bytes: Refuse bodies larger than this (default: ``url_fetch.max_bytes``).
+            deadline: Total seconds for the transfer (default: ``url_fetch.deadline``).
+            block_private: Refuse non-global addresses, checked on every resolved
+                address and redirect hop (default: ``url_fetch.block_private``, off).
+            filename: Name to store under (default: the URL's last path segment).
+
+        Raises:
+            UnsafeURLError: not http(s), or a refused address.
+            ObjectTooLargeError: the body passed ``max_bytes``.
+            SourceError: the source failed, redirected too often or passed the deadline.
+            ConnectionError: the storage backend is unreachable.
+        """
+        from .urlfetch import open_url
+
+        fetch = self.settings.url_fetch
+        with open_url(
+            url,
+            timeout=timeout,
+            deadline=deadline if deadline is not None else fetch.deadline,
+            max_bytes=max_bytes if max_bytes is not None else fetch.max_bytes,
+            max_redirects=fetch.max_redirects,
+            block_private=fetch.block_private if block_private is None else block_private,
+        ) as source:
+            return self.upload_file(
+                source,  # type: ignore[arg-type]
+                filename or source.filename,
+                source.content_type,
+                logic_bucket,
+                path,
+                use_logical_uri,
+                metadata=metadata,
+                length=source.length if source.length is not None else -1,
+            )
+
+    def copy(self, src_uri: str, dst_uri: str) -> str:
+        """Server-side copy of one object to another URI; returns ``dst_uri``.
+
+        Raises:
+            ObjectNotFoundError: the source does not exist.
+            URIParseError: either URI is invalid.
+        """
+        src_bucket, src_key, _ = self._resolve(src_uri)
+        dst_bucket, dst_key, _ = self._resolve(dst_uri)
+        self._ensure_bucket(dst_bucket)
+        self._call(self.backend.copy_object, src_bucket, src_key, dst_bucket, dst_key)
+        return dst_uri
+
+    # -- download --------------------------------------------------------------
+
+    def open(self, s3_uri: str, *, offset: int = 0, length: int | None = None) -> ObjectStream:
+        """Open an object (or a byte range of it) for streaming reads.
+
+        The result is a file-like object; iterating it yields ~1 MiB chunks. Close
+        it (or use ``with``) to release the connection.
+
+        Raises:
+            ObjectNotFoundError: no such object.
+            InvalidRangeError: ``offset`` is beyond the end of the object.
+            URIParseError: invalid URI.
+        """
+        if offset < 0 or (length is not None and length < 0):
+            raise errors.InvalidRangeError("offset and length must not be negative")
+        bucket, key, _ = self._resolve(s3_uri)
+        return self._call(self.backend.open_object, bucket, key, offset=offset, length=length)
+
+    def iter_file(
+        self,
+        s3_uri: str,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> Iterator[bytes]:
+        """Yield an object's bytes in chunks; the connection is released at the end.
+
+        Raises:
+            Same as :meth:`open`.
+        """
+        with self.open(s3_uri, offset=offset, length=length) as stream:
+            yield from stream.iter_chunks(chunk_size)
+
+    def download_file(self, s3_uri: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        """Return an object's bytes (or a range of them) in memory.
+
+        Prefer :meth:`open` or :meth:`download_to_local` for large objects.
+
+        Raises:
+            ObjectNotFoundError: no such object (refstore 0.3.0 returned ``None``).
+            ConnectionError: the backend is unreachable.
+        """
+        with self.open(s3_uri, offset=offset, length=length) as stream:
+            return stream.read()
+
+    def download_to_local(
+        self,
+        s3_uri: str,
+        local_path: str | os.PathLike[str],
+        create_dirs: bool = True,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> bool:
+        """Stream an object to a local file; returns True.
+
+        Bytes go to a temporary file beside ``local_path`` that is renamed into
+        place, so the destination never holds a partial file.
+
+        Raises:
+            ObjectNotFoundError: no such object (refstore 0.3.0 returned ``False``).
+            ConnectionError: the backend failed mid-transfer (nothing is written).
+        """
+        target = Path(local_path)
+        if create_dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        with self.open(s3_uri) as stream:
+            fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in stream:
+                        out.write(chunk)
+                        if progress:
+                            progress(len(chunk))
+                os.replace(temp_name, target)
+            except BaseException:
+                os.unlink(temp_name)
+                raise
+        return True
+
+    # -- URLs and info ---------------------------------------------------------
+
+    def get_presigned_url(
+        self, s3_uri: str, expiry_seconds: int | None = None, method: str = "GET"
+    ) -> str:
+        """A URL that allows ``method`` (GET or PUT) on the object without credentials.
+
+        With ``public_url`` the URL's scheme, host and path prefix are rewritten
+        for a reverse proxy; with ``public_endpoint`` it is signed for that host.
+
+        Raises:
+            InvalidInputError: method not GET/PUT, or expiry outside 1 s..7 days.
+        """
+        method = method.upper()
+        if method not in PRESIGN_METHODS:
+            raise errors.InvalidInputError(f"method must be GET or PUT, got {method!r}")
+        expiry = self.presigned_expiry if expiry_seconds is None else expiry_seconds
+        if not isinstance(expiry, int) or isinstance(expiry, bool) or not 1 <= expiry <= MAX_PRESIGN_SECONDS:
+            raise errors.InvalidInputError(
+                f"expiry_seconds must be an integer from 1 to {MAX_PRESIGN_SECONDS} (7 days), "
+                f"got {expiry!r}"
+            )
+        bucket, key, _ = self._resolve(s3_uri)
+        return self._call(self.backend.presign, method, bucket, key, expiry)
+
+    def get_download_url(self, s3_uri: str, expiry_seconds: int | None = None) -> str:
+        """Presigned GET URL (refstore 0.3.0 name)."""
+        return self.get_presigned_url(s3_uri, expiry_seconds, "GET")
+
+    def get_file_info(self, s3_uri: str) -> dict[str, Any]:
+        """Size, type, ETag, modification time and user metadata of an object.
+
+        Raises:
+            ObjectNotFoundError: no such object (refstore 0.3.0 returned ``None``).
+        """
+        bucket, key, snapshot = self._resolve(s3_uri)
+        info = self._call(self.backend.stat_object, bucket, key)
+        return {
+            "uri": s3_uri,
+            "logic_bucket": snapshot.logical(bucket),
+            "physical_bucket": bucket,
+            "object_name": key,
+            "size": info.size,
+            "size_human": format_size(info.size),
+            "content_type": info.content_type,
+            "last_modified": info.last_modified,
+            "etag": info.etag,
+            "metadata": info.metadata,
+        }
+
+    def file_exists(self, s3_uri: str) -> bool:
+        """Whether the object exists.
+
+        Raises:
+            ConnectionError: the backend cannot be asked (never a silent False).
+            URIParseError: invalid URI.
+        """
+        bucket, key, _ = self._resolve(s3_uri)
+        try:
+            self._call(self.backend.stat_object, bucket, key)
+        except errors.NotFoundError:
+            return False
+        return True
+
+    # -- delete ----------------------------------------------------------------
+
+    def delete_file(self, s3_uri: str) -> bool:
+        """Delete an object; deleting a missing object succeeds (S3 semantics).
+
+        Returns:
+            True.
+
+        Raises:
+            ConnectionError: the backend is unreachable.
+        """
+        bucket, key, _ = self._resolve(s3_uri)
+        self._call(self.backend.delete_object, bucket, key)
+        return True
+
+    def delete_files(self, s3_uris: Iterable[str]) -> dict[str, Any]:
+        """Delete many objects with the backend's batch API.
+
+        Returns:
+            ``{"deleted": [uri, ...], "failed": [uri, ...], "errors": {uri: message}}``;
+            invalid URIs are reported as failed, not raised.
+
+        Raises:
+            ConnectionError: the backend is unreachable.
+        """
+        failed: dict[str, str] = {}
+        by_bucket: dict[str, dict[str, list[str]]] = {}
+        order: list[str] = []
+        for uri in s3_uris:
+            order.append(uri)
+            try:
+                bucket, key, _ = self._resolve(uri)
+            except errors.RefStoreError as exc:
+                failed[uri] = exc.detail
+                continue
+            by_bucket.setdefault(bucket, {}).setdefault(key, []).append(uri)
+        for bucket, keys in by_bucket.items():
+            for failure in self._call(self.backend.delete_objects, bucket, list(keys)):
+                for uri in keys.get(failure.key, []):
+                    failed[uri] = failure.error.detail
+        return {
+            "deleted": [uri for uri in order if uri not in failed],
+            "failed": [uri for uri in order if uri in failed],
+            "errors": failed,
+        }
+
+    # -- list ------------------------------------------------------------------
+
+    def iter_files(
+        self,
+        logic_bucket: str | None = None,
+        prefix: str = "",
+        recursive: bool = True,
+        use_logical_uri: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield one dict per object (or common prefix when not recursive), lazily.
+
+        Raises:
+            BucketNotFoundError: no such bucket.
+        """
+        logic_bucket = logic_bucket or self.default_bucket
+        snapshot = self.mapping.current
+        physical = validate_bucket_name(snapshot.physical(logic_bucket))
+        listed: ListedObject
+        for listed in self.backend.list_objects(physical, prefix, recursive):
+            yield {
+                "object_name": listed.key,
+                "size": listed.size,
+                "size_human": format_size(listed.size),
+                "last_modified": listed.last_modified,
+                "etag": listed.etag,
+                "is_dir": listed.is_dir,
+                "s3_uri": None if listed.is_dir else self._listed_uri(
+                    snapshot, logic_bucket, physical, listed.key, use_logical_uri
+                ),
+            }
+
+    def list_files(
+        self,
+        logic_bucket: str | None = None,
+        prefix: str = "",
+        recursive: bool = True,
+        use_logical_uri: bool = False,
+    ) -> list[dict[str, Any]]:
+        """All of :meth:`iter_files` as a list (use ``iter_files`` for big buckets).
+
+        Raises:
+            BucketNotFoundError: no such bucket (refstore 0.3.0 returned ``[]``).
+        """
+        return list(self.iter_files(logic_bucket, prefix, recursive, use_logical_uri))
