@@ -6,8 +6,6 @@ and are re-exported here. Importing this package never imports the gateway
 (fastapi), the SDK (httpx) or the operator (kopf).
 """
 
-from __future__ import annotations
-
 from .aio import AsyncBucketManager, AsyncObjectStream, AsyncRefStore
 from .backends import ObjectInfo, ObjectStream
 from .buckets import BucketManager

@@ -41,11 +41,11 @@ def _threaded(
 ) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]:
     """Coroutine twin of a sync method: runs it on ``self.<attribute>`` in the executor."""
 
-    @functools.wraps(method)
-    async def twin(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def twin(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
         result: R = await self._run(method, getattr(self, attribute), *args, **kwargs)
         return result
 
+    functools.update_wrapper(twin, method)
     return twin
 
 
@@ -63,13 +63,13 @@ class _AsyncChunkReader(io.RawIOBase):
         return True
 
     def _next_chunk(self) -> bytes | None:
-        async def anext() -> bytes | None:
+        async def next_chunk() -> bytes | None:
             try:
                 return await self._iterator.__anext__()
             except StopAsyncIteration:
                 return None
 
-        return asyncio.run_coroutine_threadsafe(anext(), self._loop).result()
+        return asyncio.run_coroutine_threadsafe(next_chunk(), self._loop).result()
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
@@ -244,10 +244,16 @@ class AsyncRefStore(_Threaded):
         """As :meth:`RefStore.upload_file`; also accepts an async iterable of chunks,
         streamed to storage as it arrives."""
         if isinstance(file_data, AsyncIterable):
-            file_data = _AsyncChunkReader(file_data, asyncio.get_running_loop())  # type: ignore[assignment]
+            file_data = _AsyncChunkReader(file_data, asyncio.get_running_loop())
         return await self._run(
-            self._sync.upload_file, file_data, original_filename, content_type,
-            logic_bucket, path, use_logical_uri, **options,
+            self._sync.upload_file,
+            file_data,
+            original_filename,
+            content_type,
+            logic_bucket,
+            path,
+            use_logical_uri,
+            **options,
         )
 
     async def open(
@@ -258,7 +264,11 @@ class AsyncRefStore(_Threaded):
         return AsyncObjectStream(stream, self._executor)
 
     async def iter_file(
-        self, s3_uri: str, *, offset: int = 0, length: int | None = None,
+        self,
+        s3_uri: str,
+        *,
+        offset: int = 0,
+        length: int | None = None,
         chunk_size: int = CHUNK_SIZE,
     ) -> AsyncIterator[bytes]:
         """As :meth:`RefStore.iter_file`, as an async iterator."""
@@ -271,7 +281,7 @@ class AsyncRefStore(_Threaded):
         iterator = self._sync.iter_files(*args, **kwargs)
         sentinel = object()
         while (item := await self._run(next, iterator, sentinel)) is not sentinel:
-            yield item  # type: ignore[misc]
+            yield item
 
     async def close(self) -> None:
         """Release connections and the owned thread pool."""

@@ -236,7 +236,9 @@ class ConfigValidator:
         data.setdefault("part_size", 8 * MiB)
         data.setdefault("max_concurrency", 32)
         data.setdefault("auto_create_buckets", True)
-        _require(isinstance(data["enable_bucket_mapping"], bool), "enable_bucket_mapping must be a bool")
+        _require(
+            isinstance(data["enable_bucket_mapping"], bool), "enable_bucket_mapping must be a bool"
+        )
         cls._validate_bucket_map(data["bucket_map"], data["enable_bucket_mapping"])
         _require(
             isinstance(data["default_bucket"], str) and bool(data["default_bucket"]),
@@ -271,7 +273,9 @@ class ConfigValidator:
             _is_int(data["max_concurrency"]) and data["max_concurrency"] >= 1,
             "max_concurrency must be a positive integer",
         )
-        _require(isinstance(data["auto_create_buckets"], bool), "auto_create_buckets must be a bool")
+        _require(
+            isinstance(data["auto_create_buckets"], bool), "auto_create_buckets must be a bool"
+        )
         data["retry"] = cls._validate_retry(data.get("retry", {}))
         data["url_fetch"] = cls._validate_url_fetch(data.get("url_fetch", {}))
         return data
@@ -353,7 +357,9 @@ class ConfigValidator:
         _require(isinstance(section, dict), "local must be a dict")
         _check_keys(section, set(_section("local")), "local")
         root = section.get("root")
-        _require(isinstance(root, str) and bool(root.strip()), "local.root must be a directory path")
+        _require(
+            isinstance(root, str) and bool(root.strip()), "local.root must be a directory path"
+        )
         secret = section.get("secret")
         _require(secret is None or isinstance(secret, str), "local.secret must be a string")
         return {"root": root, "secret": secret}
@@ -368,11 +374,15 @@ class ConfigValidator:
             )
             cls._validate_bucket("bucket_map key", logical)
             cls._validate_bucket(f"bucket_map[{logical!r}]", physical)
-        _require(not enabled or bool(bucket_map), "enable_bucket_mapping is on but bucket_map is empty")
+        _require(
+            not enabled or bool(bucket_map), "enable_bucket_mapping is on but bucket_map is empty"
+        )
 
     @staticmethod
     def _validate_url(field_name: str, url: Any) -> str:
-        _require(isinstance(url, str) and bool(url.strip()), f"{field_name} must be a non-empty URL")
+        _require(
+            isinstance(url, str) and bool(url.strip()), f"{field_name} must be a non-empty URL"
+        )
         parts = urlsplit(url.strip())
         _require(
             parts.scheme in ("http", "https"),
@@ -400,9 +410,12 @@ class ConfigValidator:
         _require(isinstance(section, dict), "url_fetch must be a dict")
         _check_keys(section, set(_section("url_fetch")), "url_fetch")
         merged = {**_defaults("url_fetch"), **section}
-        _require(isinstance(merged["block_private"], bool), "url_fetch.block_private must be a bool")
         _require(
-            merged["max_bytes"] is None or (_is_int(merged["max_bytes"]) and merged["max_bytes"] > 0),
+            isinstance(merged["block_private"], bool), "url_fetch.block_private must be a bool"
+        )
+        _require(
+            merged["max_bytes"] is None
+            or (_is_int(merged["max_bytes"]) and merged["max_bytes"] > 0),
             "url_fetch.max_bytes must be a positive integer or null",
         )
         _require(
@@ -410,7 +423,8 @@ class ConfigValidator:
             "url_fetch.max_redirects must be an integer >= 0",
         )
         _require(
-            merged["deadline"] is None or (_is_number(merged["deadline"]) and merged["deadline"] > 0),
+            merged["deadline"] is None
+            or (_is_number(merged["deadline"]) and merged["deadline"] > 0),
             "url_fetch.deadline must be a positive number of seconds or null",
         )
         return merged

@@ -5,7 +5,8 @@ turned into ``None``)::
 
     RefStoreError
     ├── ConfigError                      invalid configuration
-    ├── ConnectionError                  backend unreachable or timing out (also builtins.ConnectionError)
+    ├── ConnectionError                  backend unreachable or timing out
+    │                                    (also builtins.ConnectionError)
     ├── NotFoundError
     │   ├── ObjectNotFoundError          no such object (also builtins.FileNotFoundError)
     │   └── BucketNotFoundError          no such bucket

@@ -13,7 +13,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar, Union
+from typing import Any, BinaryIO, TypeVar
 
 from . import errors
 from .backends import Backend, ListedObject, ObjectInfo, ObjectStream, create_backend
@@ -27,7 +27,7 @@ from .uri import decode_uri, encode_uri
 
 T = TypeVar("T")
 
-UploadData = Union[bytes, bytearray, memoryview, BinaryIO, Iterable[bytes]]
+UploadData = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
 """What ``upload_file`` accepts: bytes, a readable binary stream, or an iterable of chunks."""
 
 DEFAULT_LOCAL_ROOT = "./refstore-data"
@@ -162,7 +162,9 @@ class RefStore:
             The physical bucket names ensured.
         """
         snapshot = self.mapping.current
-        names = sorted(set(snapshot.forward.values())) if snapshot.enabled else [self.default_bucket]
+        names = (
+            sorted(set(snapshot.forward.values())) if snapshot.enabled else [self.default_bucket]
+        )
         for name in names:
             self._ensure_bucket(name, force=True)
         return names
@@ -278,8 +280,13 @@ class RefStore:
             if replay_from is not None:
                 stream.seek(replay_from)
             return self.backend.put_object(
-                physical, key, stream, known_length,
-                content_type=content_type, metadata=dict(metadata or {}), progress=progress,
+                physical,
+                key,
+                stream,
+                known_length,
+                content_type=content_type,
+                metadata=dict(metadata or {}),
+                progress=progress,
             )
 
         try:
@@ -315,8 +322,14 @@ class RefStore:
         content_type = content_type or mimetypes.guess_type(file_path.name)[0]
         with file_path.open("rb") as file:
             return self.upload_file(
-                file, file_path.name, content_type or "application/octet-stream",
-                logic_bucket, path, use_logical_uri, metadata=metadata, progress=progress,
+                file,
+                file_path.name,
+                content_type or "application/octet-stream",
+                logic_bucket,
+                path,
+                use_logical_uri,
+                metadata=metadata,
+                progress=progress,
             )
 
     def upload_from_url(
@@ -451,7 +464,9 @@ class RefStore:
         if create_dirs:
             target.parent.mkdir(parents=True, exist_ok=True)
         with self.open(s3_uri) as stream:
-            fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+            fd, temp_name = tempfile.mkstemp(
+                dir=target.parent, prefix=f".{target.name}.", suffix=".part"
+            )
             try:
                 with os.fdopen(fd, "wb") as out:
                     for chunk in stream:
@@ -481,7 +496,11 @@ class RefStore:
         if method not in PRESIGN_METHODS:
             raise errors.InvalidInputError(f"method must be GET or PUT, got {method!r}")
         expiry = self.presigned_expiry if expiry_seconds is None else expiry_seconds
-        if not isinstance(expiry, int) or isinstance(expiry, bool) or not 1 <= expiry <= MAX_PRESIGN_SECONDS:
+        if (
+            not isinstance(expiry, int)
+            or isinstance(expiry, bool)
+            or not 1 <= expiry <= MAX_PRESIGN_SECONDS
+        ):
             raise errors.InvalidInputError(
                 f"expiry_seconds must be an integer from 1 to {MAX_PRESIGN_SECONDS} (7 days), "
                 f"got {expiry!r}"
@@ -600,7 +619,9 @@ class RefStore:
                 "last_modified": listed.last_modified,
                 "etag": listed.etag,
                 "is_dir": listed.is_dir,
-                "s3_uri": None if listed.is_dir else self._listed_uri(
+                "s3_uri": None
+                if listed.is_dir
+                else self._listed_uri(
                     snapshot, logic_bucket, physical, listed.key, use_logical_uri
                 ),
             }

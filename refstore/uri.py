@@ -49,7 +49,7 @@ def encode_uri(logic_bucket: str, object_name: str) -> str:
         URIParseError: the bucket or key is invalid.
     """
     uri = f"{SCHEME}{logic_bucket}/{(object_name or '').strip('/')}"
-    bucket, key = _split(uri)
+    _, key = _split(uri)
     _checked_key(key, uri)
     return uri
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,10 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
+from httpsource import HttpSource  # noqa: E402
 from servers import MinioServer  # noqa: E402
+
+from refstore import RefStore  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,3 +44,42 @@ def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServ
 def minio_config(minio_server: MinioServer) -> dict[str, Any]:
     """A fresh copy of the library config for the session MinIO server."""
     return copy.deepcopy(minio_server.config())
+
+
+_bucket_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def bucket_name() -> str:
+    """A bucket name no other test uses."""
+    return f"test-{next(_bucket_counter)}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=["minio", "local"])
+def backend_config(
+    request: pytest.FixtureRequest, tmp_path: Path, bucket_name: str
+) -> dict[str, Any]:
+    """A library config for each backend, with a fresh default bucket."""
+    if request.param == "minio":
+        server: MinioServer = request.getfixturevalue("minio_server")
+        config = copy.deepcopy(server.config())
+    else:
+        config = {"local": {"root": str(tmp_path / "store")}}
+    config["default_bucket"] = bucket_name
+    config["part_size"] = 5 * 1024 * 1024
+    return config
+
+
+@pytest.fixture
+def store(backend_config: dict[str, Any]) -> Iterator[RefStore]:
+    """A RefStore on each backend (contract tests run once per backend)."""
+    with RefStore(backend_config) as refstore:
+        refstore.init_buckets()
+        yield refstore
+
+
+@pytest.fixture
+def http_source() -> Iterator[HttpSource]:
+    """A real HTTP server on 127.0.0.1 serving in-memory files."""
+    with HttpSource() as source:
+        yield source

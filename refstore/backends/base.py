@@ -108,8 +108,7 @@ class ObjectStream(io.RawIOBase):
             raise self._translate(exc) from exc
         if not data:
             raise BackendConnectionError(
-                f"stream of {self.info.bucket}/{self.info.key} ended "
-                f"{self._remaining} bytes early"
+                f"stream of {self.info.bucket}/{self.info.key} ended {self._remaining} bytes early"
             )
         self._remaining -= len(data)
         return data
@@ -125,7 +124,7 @@ class ObjectStream(io.RawIOBase):
         while self._remaining:
             yield self.read(chunk_size)
 
-    def __iter__(self) -> Iterator[bytes]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[bytes]:
         return self.iter_chunks()
 
     def close(self) -> None:

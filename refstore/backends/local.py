@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from urllib.parse import quote, urlencode
 
 from .. import errors
@@ -55,7 +55,10 @@ class LocalBackend:
     name = "local"
 
     def __init__(
-        self, root: str | os.PathLike[str], *, secret: str | None = None,
+        self,
+        root: str | os.PathLike[str],
+        *,
+        secret: str | None = None,
         link_base: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
@@ -109,7 +112,9 @@ class LocalBackend:
                 f"object not found: {bucket}/{key}", bucket=bucket, key=key
             ) from exc
         if not path.is_file():
-            raise errors.ObjectNotFoundError(f"object not found: {bucket}/{key}", bucket=bucket, key=key)
+            raise errors.ObjectNotFoundError(
+                f"object not found: {bucket}/{key}", bucket=bucket, key=key
+            )
         meta = self._read_meta(bucket, key)
         return ObjectInfo(
             bucket=bucket,
@@ -130,7 +135,8 @@ class LocalBackend:
         except (NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
             raise errors.ConflictError(
                 f"{bucket}/{key} clashes with an existing object or prefix on local storage",
-                bucket=bucket, key=key,
+                bucket=bucket,
+                key=key,
             ) from exc
 
     # objects
@@ -197,8 +203,12 @@ class LocalBackend:
         file = path.open("rb")
         file.seek(offset)
         return ObjectStream(
-            file, info=info, offset=offset, length=count,
-            translate=lambda exc: exc, release=file.close,
+            file,
+            info=info,
+            offset=offset,
+            length=count,
+            translate=lambda exc: exc,
+            release=file.close,
         )
 
     def stat_object(self, bucket: str, key: str) -> ObjectInfo:
@@ -241,7 +251,9 @@ class LocalBackend:
             return
         yield from self._walk(start, f"{base}/" if base else "", prefix, recursive)
 
-    def _walk(self, directory: Path, key_prefix: str, prefix: str, recursive: bool) -> Iterator[ListedObject]:
+    def _walk(
+        self, directory: Path, key_prefix: str, prefix: str, recursive: bool
+    ) -> Iterator[ListedObject]:
         try:
             entries = list(os.scandir(directory))
         except (FileNotFoundError, NotADirectoryError):
@@ -260,15 +272,23 @@ class LocalBackend:
             elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
                 stat = entry.stat()
                 yield ListedObject(
-                    key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+                    key,
+                    stat.st_size,
+                    datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
                     None,
                 )
 
-    def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+    def copy_object(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
+    ) -> ObjectInfo:
         with self.open_object(src_bucket, src_key) as source:
             return self.put_object(
-                dst_bucket, dst_key, source, source.length,
-                content_type=source.info.content_type, metadata=source.info.metadata,
+                dst_bucket,
+                dst_key,
+                cast(BinaryIO, source),
+                source.length,
+                content_type=source.info.content_type,
+                metadata=source.info.metadata,
             )
 
     # presigned links
@@ -282,12 +302,17 @@ class LocalBackend:
         validate_bucket_name(bucket)
         expires = int(time.time()) + expiry_seconds
         query = urlencode(
-            {"method": method, "expires": expires,
-             "signature": self._signature(method, bucket, key, expires)}
+            {
+                "method": method,
+                "expires": expires,
+                "signature": self._signature(method, bucket, key, expires),
+            }
         )
         return f"{self.link_base}{PRESIGN_PATH}/{bucket}/{quote(key)}?{query}"
 
-    def verify_presigned(self, method: str, bucket: str, key: str, expires: str, signature: str) -> None:
+    def verify_presigned(
+        self, method: str, bucket: str, key: str, expires: str, signature: str
+    ) -> None:
         """Check a presigned link's signature and expiry.
 
         Raises:

@@ -56,6 +56,21 @@ _S3_CODE_ERRORS: dict[str, type[errors.RefStoreError]] = {
 }
 
 
+def error_for_s3_code(code: str, message: str, bucket: str, key: str) -> errors.RefStoreError:
+    """The :mod:`refstore.errors` instance for an S3 error code."""
+    where = f"{bucket}/{key}" if key else bucket
+    if code in TRANSIENT_S3_CODES:
+        return errors.ConnectionError(f"storage backend busy ({code}): {where}")
+    cls = _S3_CODE_ERRORS.get(code, errors.RefStoreError)
+    if cls is errors.ObjectNotFoundError:
+        detail = f"object not found: {where}"
+    elif cls is errors.BucketNotFoundError:
+        detail = f"bucket not found: {bucket}"
+    else:
+        detail = f"{code}: {message} ({where})"
+    return cls(detail, bucket=bucket, key=key, s3_code=code)
+
+
 def translate_error(exc: BaseException, bucket: str = "", key: str = "") -> BaseException:
     """Map a minio/urllib3/socket exception to a :mod:`refstore.errors` class.
 
@@ -66,16 +81,7 @@ def translate_error(exc: BaseException, bucket: str = "", key: str = "") -> Base
     if isinstance(exc, errors.RefStoreError):
         return exc
     if isinstance(exc, S3Error):
-        if exc.code in TRANSIENT_S3_CODES:
-            return errors.ConnectionError(f"storage backend busy ({exc.code}): {where}")
-        cls = _S3_CODE_ERRORS.get(exc.code or "", errors.RefStoreError)
-        messages = {
-            errors.ObjectNotFoundError: f"object not found: {where}",
-            errors.BucketNotFoundError: f"bucket not found: {bucket}",
-        }
-        detail = messages.get(cls, f"{exc.code}: {exc.message} ({where})")
-        error = cls(detail, bucket=bucket, key=key, s3_code=exc.code)
-        return error
+        return error_for_s3_code(exc.code or "", exc.message or "", bucket, key)
     if isinstance(exc, ServerError):
         return errors.ConnectionError(f"storage backend error (HTTP {exc.status_code}): {where}")
     if isinstance(exc, InvalidResponseError):
@@ -98,25 +104,84 @@ class _Progress:
         self._callback(size)
 
 
-class _Minio(Minio):
-    """Minio client that remembers multipart uploads it could not abort.
+class _UploadGuard:
+    """Shared between the reading thread and minio-py's part-upload workers."""
 
+    def __init__(self) -> None:
+        self.failure: BaseException | None = None
+
+
+class _GuardedReader:
+    """Input stream that stops the upload as soon as any part upload has failed.
+
+    minio-py uploads parts in worker threads and would otherwise keep reading
+    the caller's whole stream before reporting the first failure.
+    """
+
+    def __init__(self, data: BinaryIO, guard: _UploadGuard) -> None:
+        self._data = data
+        self._guard = guard
+
+    def read(self, size: int = -1) -> bytes:
+        if self._guard.failure is not None:
+            raise self._guard.failure
+        return self._data.read(size)
+
+
+class _Minio(Minio):
+    """Minio client that fails multipart uploads fast and never leaves them behind.
+
+    A failed part stops the upload at the next read (see :class:`_GuardedReader`).
     When the server dies mid-upload, minio-py's own abort fails too; the upload
-    id is kept and aborted on the next successful contact, so no incomplete
-    upload is left behind.
+    id is kept and aborted on the next call that reaches the server.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pending_aborts: list[tuple[str, str, str]] = []
         self.pending_lock = threading.Lock()
+        self._current = threading.local()
+        self._guards: dict[str, _UploadGuard] = {}
+
+    def guarded_put(self, data: BinaryIO, **kwargs: Any) -> Any:
+        guard = _UploadGuard()
+        self._current.guard = guard
+        try:
+            return self.put_object(data=_GuardedReader(data, guard), **kwargs)  # type: ignore[arg-type]
+        finally:
+            self._current.guard = None
+            for upload_id in [uid for uid, g in self._guards.items() if g is guard]:
+                self._guards.pop(upload_id, None)
+
+    def _create_multipart_upload(self, bucket_name: str, object_name: str, headers: Any) -> str:
+        upload_id: str = super()._create_multipart_upload(bucket_name, object_name, headers)
+        guard = getattr(self._current, "guard", None)
+        if guard is not None:
+            self._guards[upload_id] = guard
+        return upload_id
+
+    def _upload_part(self, *args: Any, **kwargs: Any) -> str:
+        try:
+            etag: str = super()._upload_part(*args, **kwargs)
+        except Exception as exc:
+            upload_id = args[4] if len(args) > 4 else kwargs.get("upload_id", "")
+            guard = self._guards.get(upload_id)
+            if guard is not None and guard.failure is None:
+                guard.failure = exc
+            raise
+        return etag
 
     def _abort_multipart_upload(self, bucket_name: str, object_name: str, upload_id: str) -> None:
         try:
             super()._abort_multipart_upload(bucket_name, object_name, upload_id)
         except Exception as exc:
-            logger.warning("could not abort upload %s of %s/%s: %s; will retry",
-                           upload_id, bucket_name, object_name, exc)
+            logger.warning(
+                "could not abort upload %s of %s/%s (%s); will retry",
+                upload_id,
+                bucket_name,
+                object_name,
+                type(exc).__name__,
+            )
             with self.pending_lock:
                 self.pending_aborts.append((bucket_name, object_name, upload_id))
 
@@ -246,11 +311,12 @@ class MinioBackend:
     ) -> ObjectInfo:
         self._before()
         try:
-            result = self.client.put_object(
-                bucket,
-                key,
-                data,
-                length,
+            put = getattr(self.client, "guarded_put", self.client.put_object)
+            result = put(
+                data=data,
+                bucket_name=bucket,
+                object_name=key,
+                length=length,
                 content_type=content_type,
                 metadata=dict(metadata) or None,
                 part_size=self.part_size,
@@ -275,8 +341,12 @@ class MinioBackend:
         if length == 0:
             info = self.stat_object(bucket, key)
             return ObjectStream(
-                None, info=info, offset=offset, length=0,
-                translate=lambda exc: exc, release=lambda: None,
+                None,
+                info=info,
+                offset=offset,
+                length=0,
+                translate=lambda exc: exc,
+                release=lambda: None,
             )
         try:
             response = self.client.get_object(bucket, key, offset=offset, length=length or 0)
@@ -331,10 +401,9 @@ class MinioBackend:
             return [
                 DeleteFailure(
                     failure.name or "",
-                    _as_refstore(translate_error(
-                        S3Error(failure.code, failure.message, None, None, None, None),
-                        bucket, failure.name or "",
-                    )),
+                    error_for_s3_code(
+                        failure.code, failure.message or "", bucket, failure.name or ""
+                    ),
                 )
                 for failure in self.client.remove_objects(
                     bucket, (DeleteObject(key) for key in keys)
@@ -359,7 +428,9 @@ class MinioBackend:
         except Exception as exc:
             raise translate_error(exc, bucket, prefix) from exc
 
-    def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+    def copy_object(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
+    ) -> ObjectInfo:
         from minio.commonconfig import CopySource
 
         self._before()
@@ -415,12 +486,6 @@ class MinioBackend:
 
     def close(self) -> None:
         self._http.clear()
-
-
-def _as_refstore(exc: BaseException) -> errors.RefStoreError:
-    if isinstance(exc, errors.RefStoreError):
-        return exc
-    return errors.RefStoreError(str(exc))
 
 
 def rewrite_url_base(url: str, public_url: str) -> str:

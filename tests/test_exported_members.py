@@ -1,0 +1,57 @@
+import subprocess
+import sys
+
+import refstore
+
+SEED_NAMES = {
+    "RefStore",
+    "AsyncRefStore",
+    "BucketManager",
+    "ConfigValidator",
+    "ConfigError",
+    "ConnectionError",
+    "RefStoreError",
+    "BucketNotFoundError",
+    "FileNotFoundError",
+    "URIParseError",
+    "retry_with_backoff",
+    "RetryHandler",
+    "encode_uri",
+    "decode_uri",
+    "validate_uri",
+    "get_bucket_from_uri",
+    "get_object_name_from_uri",
+    "get_file_extension",
+    "normalize_uri",
+    "join_uri",
+    "get_parent_uri",
+    "parse_filename",
+}
+
+
+def test_all_lists_exactly_the_public_names():
+    public = {name for name in dir(refstore) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(refstore, name)).__name__ == "module"}
+    assert set(refstore.__all__) - {"__version__"} == public - modules
+    assert refstore.__all__ == sorted(refstore.__all__)
+
+
+def test_every_name_the_seed_documents_is_exported():
+    assert set(refstore.__all__) >= SEED_NAMES
+
+
+def test_not_found_is_also_the_builtin_file_not_found():
+    assert refstore.FileNotFoundError is refstore.ObjectNotFoundError
+    assert issubclass(refstore.ObjectNotFoundError, FileNotFoundError)
+    assert issubclass(refstore.ConnectionError, ConnectionError)
+    assert issubclass(refstore.URIParseError, ValueError)
+
+
+def test_importing_refstore_does_not_import_service_or_sdk_dependencies():
+    code = (
+        "import sys, refstore; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'fastapi', 'starlette', 'httpx', 'kopf', 'uvicorn', 'prometheus_client'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
