@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from .backends import ObjectStream
+from .backends import ObjectInfo, ObjectStream
 from .backends.base import CHUNK_SIZE
 from .buckets import BucketManager
 from .config import StoreConfig
@@ -243,11 +243,9 @@ class AsyncRefStore(_Threaded):
     ) -> str:
         """As :meth:`RefStore.upload_file`; also accepts an async iterable of chunks,
         streamed to storage as it arrives."""
-        if isinstance(file_data, AsyncIterable):
-            file_data = _AsyncChunkReader(file_data, asyncio.get_running_loop())
         return await self._run(
             self._sync.upload_file,
-            file_data,
+            self._bridge(file_data),
             original_filename,
             content_type,
             logic_bucket,
@@ -255,6 +253,24 @@ class AsyncRefStore(_Threaded):
             use_logical_uri,
             **options,
         )
+
+    async def upload_to(
+        self,
+        s3_uri: str,
+        file_data: UploadData | AsyncIterable[bytes],
+        content_type: str = "application/octet-stream",
+        **options: Any,
+    ) -> ObjectInfo:
+        """As :meth:`RefStore.upload_to`; also accepts an async iterable of chunks."""
+        return await self._run(
+            self._sync.upload_to, s3_uri, self._bridge(file_data), content_type, **options
+        )
+
+    @staticmethod
+    def _bridge(file_data: UploadData | AsyncIterable[bytes]) -> UploadData:
+        if isinstance(file_data, AsyncIterable):
+            return _AsyncChunkReader(file_data, asyncio.get_running_loop())
+        return file_data
 
     async def open(
         self, s3_uri: str, *, offset: int = 0, length: int | None = None

@@ -270,10 +270,43 @@ class RefStore:
         key = build_object_key(original_filename, path)
         snapshot = self.mapping.current
         physical = validate_bucket_name(snapshot.physical(logic_bucket))
+        self._put(physical, key, file_data, content_type, metadata, length, progress)
+        return self._uri(snapshot, logic_bucket, physical, key, use_logical_uri)
+
+    def upload_to(
+        self,
+        s3_uri: str,
+        file_data: UploadData,
+        content_type: str = "application/octet-stream",
+        *,
+        metadata: dict[str, str] | None = None,
+        length: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ObjectInfo:
+        """Upload to an exact URI (logical or physical bucket), streaming as :meth:`upload_file`.
+
+        Returns:
+            The stored object's metadata (bucket is the physical one).
+
+        Raises:
+            URIParseError: invalid URI. Others as for :meth:`upload_file`.
+        """
+        physical, key, _ = self._resolve(s3_uri)
+        return self._put(physical, key, file_data, content_type, metadata, length, progress)
+
+    def _put(
+        self,
+        physical: str,
+        key: str,
+        file_data: UploadData,
+        content_type: str | None,
+        metadata: dict[str, str] | None,
+        length: int | None,
+        progress: ProgressCallback | None,
+    ) -> ObjectInfo:
         stream, known_length, replay_from = _as_stream(file_data)
         if length is not None:
             known_length = length
-        content_type = content_type or "application/octet-stream"
         self._ensure_bucket(physical)
 
         def put() -> ObjectInfo:
@@ -284,20 +317,16 @@ class RefStore:
                 key,
                 stream,
                 known_length,
-                content_type=content_type,
+                content_type=content_type or "application/octet-stream",
                 metadata=dict(metadata or {}),
                 progress=progress,
             )
 
         try:
-            if replay_from is not None:
-                self._call(put)
-            else:
-                put()
+            return self._call(put) if replay_from is not None else put()
         except errors.BucketNotFoundError:
             self._forget_bucket(physical)
             raise
-        return self._uri(snapshot, logic_bucket, physical, key, use_logical_uri)
 
     def upload_from_local(
         self,

@@ -6,6 +6,7 @@ All SDK and transport errors are translated here, once, into
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -121,11 +122,14 @@ class _GuardedReader:
     def __init__(self, data: BinaryIO, guard: _UploadGuard) -> None:
         self._data = data
         self._guard = guard
+        self.count = 0
 
     def read(self, size: int = -1) -> bytes:
         if self._guard.failure is not None:
             raise self._guard.failure
-        return self._data.read(size)
+        chunk = self._data.read(size)
+        self.count += len(chunk)
+        return chunk
 
 
 class _Minio(Minio):
@@ -143,11 +147,10 @@ class _Minio(Minio):
         self._current = threading.local()
         self._guards: dict[str, _UploadGuard] = {}
 
-    def guarded_put(self, data: BinaryIO, **kwargs: Any) -> Any:
-        guard = _UploadGuard()
+    def guarded_put(self, data: _GuardedReader, guard: _UploadGuard, **kwargs: Any) -> Any:
         self._current.guard = guard
         try:
-            return self.put_object(data=_GuardedReader(data, guard), **kwargs)  # type: ignore[arg-type]
+            return self.put_object(data=data, **kwargs)  # type: ignore[arg-type]
         finally:
             self._current.guard = None
             for upload_id in [uid for uid, g in self._guards.items() if g is guard]:
@@ -310,10 +313,15 @@ class MinioBackend:
         progress: ProgressCallback | None = None,
     ) -> ObjectInfo:
         self._before()
+        guard = _UploadGuard()
+        reader = _GuardedReader(data, guard)
         try:
-            put = getattr(self.client, "guarded_put", self.client.put_object)
+            if isinstance(self.client, _Minio):
+                put: Any = functools.partial(self.client.guarded_put, guard=guard)
+            else:
+                put = self.client.put_object
             result = put(
-                data=data,
+                data=reader,
                 bucket_name=bucket,
                 object_name=key,
                 length=length,
@@ -327,7 +335,7 @@ class MinioBackend:
         return ObjectInfo(
             bucket=bucket,
             key=key,
-            size=length,
+            size=reader.count,
             etag=(result.etag or "").strip('"'),
             last_modified=None,
             content_type=content_type,
