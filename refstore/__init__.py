@@ -48,6 +48,24 @@ from .uri import (
 
 __version__ = "0.4.0.dev0"
 
+_LAZY = {"web_app": "refstore.web", "init_web_service": "refstore.web"}
+
+
+def __getattr__(name: str) -> object:
+    """``refstore.web_app`` / ``init_web_service``, imported on first use (they need fastapi)."""
+    if name in _LAZY:
+        import importlib
+
+        try:
+            module = importlib.import_module(_LAZY[name])
+        except ImportError as exc:
+            raise ImportError(
+                f"{name} needs the gateway extras: pip install 'refstore[web]'"
+            ) from exc
+        return getattr(module, name)
+    raise AttributeError(f"module 'refstore' has no attribute {name!r}")
+
+
 __all__ = [
     "AsyncBucketManager",
     "AsyncObjectStream",

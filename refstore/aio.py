@@ -19,6 +19,7 @@ from .backends import ObjectInfo, ObjectStream
 from .backends.base import CHUNK_SIZE
 from .buckets import BucketManager
 from .config import StoreConfig
+from .mapping import BucketMap, MappingHolder, MappingVersion
 from .store import RefStore, UploadData
 
 P = ParamSpec("P")
@@ -211,7 +212,14 @@ class AsyncRefStore(_Threaded):
         """Physical -> logical bucket name (no I/O, so not a coroutine)."""
         return self._sync.get_logical_bucket(physical_bucket)
 
-    update_bucket_mapping = RefStore.update_bucket_mapping
+    def update_bucket_mapping(
+        self,
+        enable_bucket_mapping: bool | None = None,
+        bucket_map: dict[str, str] | None = None,
+        version: MappingVersion | dict[str, Any] | None = None,
+    ) -> tuple[bool, BucketMap]:
+        """As :meth:`RefStore.update_bucket_mapping` (no I/O, so not a coroutine)."""
+        return self._sync.update_bucket_mapping(enable_bucket_mapping, bucket_map, version)
 
     init_buckets = _threaded(RefStore.init_buckets, "_sync")
     upload_from_local = _threaded(RefStore.upload_from_local, "_sync")
@@ -228,7 +236,7 @@ class AsyncRefStore(_Threaded):
     list_files = _threaded(RefStore.list_files, "_sync")
 
     @property
-    def mapping(self) -> Any:
+    def mapping(self) -> MappingHolder:
         return self._sync.mapping
 
     async def upload_file(
@@ -253,6 +261,10 @@ class AsyncRefStore(_Threaded):
             use_logical_uri,
             **options,
         )
+
+    async def run_blocking(self, func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Run a blocking callable in this store's bounded thread pool."""
+        return await self._run(func, *args, **kwargs)
 
     async def upload_to(
         self,

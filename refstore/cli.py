@@ -1,0 +1,112 @@
+"""The ``refstore`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+
+SERVE_EPILOG = """\
+configuration (highest precedence first):
+  environment   REFSTORE_<FIELD>, nested with __, e.g.
+                REFSTORE_MINIO__ENDPOINT=minio:9000  REFSTORE_MINIO__ACCESS_KEY=...
+                REFSTORE_MINIO__SECRET_KEY=...       REFSTORE_DEFAULT_BUCKET=files
+                REFSTORE_AUTH__MODE=keys|none        REFSTORE_AUTH__ADMIN_TOKENS='["token"]'
+                REFSTORE_SERVER__MAX_UPLOAD_BYTES=5368709120
+                REFSTORE_SERVER__STORAGE_THREADS=32
+  YAML file     --config FILE or REFSTORE_CONFIG=FILE (see README, "Configuration")
+
+Without a 'minio' section the embedded local backend serves ./refstore-data.
+With auth.mode 'keys' and no token configured, a random admin token is generated
+and printed at start-up.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="refstore",
+        description="RefStore: object storage on MinIO, its gateway and tools.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway (HTTP API) on MinIO or the embedded local backend",
+        description="Run the RefStore gateway.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default: %(default)s)"
+    )
+    serve.add_argument("--config", metavar="FILE", help="YAML settings file (also REFSTORE_CONFIG)")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: %(default)s)",
+    )
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from .errors import ConfigError
+    from .web.middleware import configure_json_logging
+    from .web.settings import CONFIG_ENV, load_settings
+
+    configure_json_logging(getattr(logging, args.log_level.upper()))
+    log = logging.getLogger("refstore.cli")
+    if args.config:
+        os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"refstore serve: {exc}", file=sys.stderr)
+        return 2
+    if settings.auth.mode == "keys" and not (
+        settings.auth.all_admin_tokens() or settings.auth.all_api_keys()
+    ):
+        token = secrets.token_urlsafe(24)
+        os.environ["REFSTORE_AUTH__ADMIN_TOKENS"] = json.dumps([token])
+        print(
+            f"No admin token or API key is configured; generated an admin token for this run:\n"
+            f"  export REFSTORE_TOKEN={token}\n"
+            f'  curl -H "Authorization: Bearer $REFSTORE_TOKEN" http://{args.host}:{args.port}/list',
+            file=sys.stderr,
+        )
+    if settings.minio is None:
+        root = settings.local.root if settings.local else "./refstore-data"
+        log.info("no MinIO configured: serving the embedded local backend from %s", root)
+    uvicorn.run(
+        "refstore.web:web_app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

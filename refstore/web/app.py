@@ -1,0 +1,86 @@
+"""The gateway application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from .. import __version__
+from .errors import install_error_handlers
+from .metrics import Metrics
+from .middleware import ObservabilityMiddleware
+from .routes_files import register_url_upload
+from .routes_files import router as files_router
+from .routes_gateway import router as gateway_router
+from .routes_service import local_links
+from .routes_service import router as service_router
+from .settings import GatewaySettings
+from .state import Gateway
+
+logger = logging.getLogger("refstore.web")
+
+DESCRIPTION = """
+Shared object-storage gateway. Projects hold only this URL and a key, never
+storage credentials. Send `Authorization: Bearer <key>`. Errors are JSON
+`{"detail": ..., "code": ...}`.
+"""
+
+
+def describe_startup(settings: GatewaySettings, gateway: Gateway) -> None:
+    if settings.minio is None:
+        logger.info(
+            "serving the embedded local backend from %s", gateway.endpoint.removeprefix("local:")
+        )
+    else:
+        logger.info("serving MinIO at %s", settings.minio.endpoint)
+    if settings.auth.mode == "none":
+        logger.warning("auth.mode is 'none': anyone who can reach this gateway has full access")
+    elif not gateway.authenticator.has_credentials:
+        logger.warning(
+            "auth.mode is 'keys' but no admin token or API key is configured: "
+            "every request needing a key is refused"
+        )
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """Build a gateway app; the backend connection opens in its lifespan."""
+    settings = settings or GatewaySettings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = Gateway(settings, metrics)
+        app.state.gateway = gateway
+        describe_startup(settings, gateway)
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(
+        title="RefStore gateway",
+        description=DESCRIPTION,
+        version=__version__,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    app.include_router(service_router)
+    app.include_router(files_router)
+    if settings.url_fetch.block_private:
+        register_url_upload(app)
+    app.include_router(gateway_router)
+    if settings.minio is None:
+        app.include_router(local_links)
+    app.state.settings = settings
+    return app
+
+
+def app_from_environment() -> Any:
+    """The app for ``uvicorn refstore.web:web_app``: settings from env / $REFSTORE_CONFIG."""
+    return create_app(GatewaySettings())

@@ -1,0 +1,104 @@
+"""One table from RefStore errors to HTTP statuses, and the JSON error body.
+
+Every error answer is ``{"detail": "...", "code": "..."}``; the SDK maps the
+status and code back to the same exception classes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import errors
+
+logger = logging.getLogger("refstore.web")
+
+RETRY_AFTER_SECONDS = 5
+
+# Most specific first: the first matching class wins.
+STATUS_BY_ERROR: tuple[tuple[type[errors.RefStoreError], int], ...] = (
+    (errors.InvalidRangeError, 416),
+    (errors.InvalidInputError, 400),
+    (errors.AuthenticationError, 401),
+    (errors.PermissionDeniedError, 403),
+    (errors.NotFoundError, 404),
+    (errors.ConflictError, 409),
+    (errors.ObjectTooLargeError, 413),
+    (errors.ConnectionError, 503),
+    (errors.SourceError, 502),
+    (errors.ConfigError, 500),
+    (errors.RefStoreError, 502),
+)
+
+CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "authentication_failed",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    416: "invalid_range",
+    422: "validation_error",
+    503: "backend_unavailable",
+}
+
+
+def status_for(exc: errors.RefStoreError) -> int:
+    """HTTP status for a RefStore error."""
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(
+    status: int, detail: object, code: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
+
+
+def refstore_error_response(exc: errors.RefStoreError) -> JSONResponse:
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    if status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, errors.InvalidRangeError) and "size" in exc.context:
+        headers["Content-Range"] = f"bytes */{exc.context['size']}"
+    detail: object = exc.detail
+    if isinstance(exc, errors.ConflictError) and "current" in exc.context:
+        detail = {"message": exc.detail, "current": exc.context["current"]}
+    return error_response(status, detail, exc.code, headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer RefStore errors, HTTP errors and validation errors with the JSON body."""
+
+    async def on_refstore_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.RefStoreError)
+        if status_for(exc) >= 500:
+            logger.warning("backend error on %s: %s", request.url.path, exc)
+        return refstore_error_response(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = CODE_BY_STATUS.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, exc.detail, code, dict(exc.headers or {}))
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return error_response(422, detail, "validation_error")
+
+    app.add_exception_handler(errors.RefStoreError, on_refstore_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)

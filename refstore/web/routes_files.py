@@ -1,0 +1,369 @@
+"""File endpoints of refstore 0.3.0 (same paths, parameters and JSON), streaming."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, FastAPI, Query, Request
+from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
+
+from .. import errors
+from ..keys import build_object_key
+from ..uri import decode_uri, encode_uri
+from .auth import Principal
+from .models import (
+    DeleteRequest,
+    DeleteResponse,
+    ErrorResponse,
+    FileInfo,
+    FileInfoResponse,
+    ListResponse,
+    PresignedURLResponse,
+    UploadResponse,
+    UrlUploadRequest,
+)
+from .responses import object_response
+from .settings import Action
+from .state import Gateway, GatewayDep, PrincipalDep
+from .transfer import BodyCounter, check_declared_length, raw_body, stream_multipart
+
+logger = logging.getLogger("refstore.web")
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "Invalid URI, key, path or parameter",
+        401: "Missing or unknown bearer token",
+        403: "The key may not do this here (bucket, prefix or action out of scope)",
+        404: "No such object or bucket",
+        409: "Conflicts with the current state",
+        413: "Body larger than server.max_upload_bytes",
+        416: "Range does not overlap the object",
+        422: "Malformed request parameters",
+        502: "The remote source failed",
+        503: "Storage backend unreachable (see Retry-After)",
+    }
+    return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
+
+
+COMMON = (400, 401, 403, 422, 503)
+
+router = APIRouter(tags=["files"])
+CLIENT_GONE = "the client disconnected before the upload finished"
+
+
+def uploaded(uri: str, size: int) -> UploadResponse:
+    return UploadResponse(uri=uri, success=True, message="File uploaded successfully", size=size)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _upload_target(
+    gateway: Gateway,
+    principal: Principal,
+    logic_bucket: str | None,
+    path: str | None,
+    filename: str,
+) -> tuple[str, str]:
+    """(logical bucket, key) of an upload, checked against the caller's scope.
+
+    A scoped key uploading without a path gets its generated key under its prefix.
+    """
+    bucket = logic_bucket or gateway.settings.default_bucket
+    key = build_object_key(filename, path)
+    if not path and principal.prefix:
+        key = principal.prefix + key
+    principal.require(Action.write, bucket, key, gateway.mapping)
+    return bucket, key
+
+
+def _result_uri(gateway: Gateway, bucket: str, key: str, use_logical_uri: bool) -> str:
+    snapshot = gateway.mapping
+    physical = snapshot.physical(bucket)
+    return encode_uri(bucket if snapshot.enabled and use_logical_uri else physical, key)
+
+
+def _authorize_uri(gateway: Gateway, principal: Principal, action: Action, uri: str) -> None:
+    bucket, key = decode_uri(uri)
+    principal.require(action, bucket, key, gateway.mapping)
+
+
+def _guess_type(filename: str, given: str | None) -> str:
+    if given and given != "application/octet-stream":
+        return given
+    return mimetypes.guess_type(filename)[0] or given or "application/octet-stream"
+
+
+@router.post(
+    "/upload",
+    response_model=UploadResponse,
+    summary="Upload a file (multipart form), streamed to storage",
+    responses=_errors(*COMMON, 409, 413),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "logic_bucket": {
+                                "type": "string",
+                                "description": "Bucket (default: default_bucket)",
+                            },
+                            "path": {
+                                "type": "string",
+                                "description": "Directory; key = path/filename",
+                            },
+                            "use_logical_uri": {
+                                "type": "boolean",
+                                "description": "Return the logical URI",
+                            },
+                            "file": {"type": "string", "format": "binary"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload(request: Request, gateway: GatewayDep, principal: PrincipalDep) -> UploadResponse:
+    """Form fields `logic_bucket`, `path`, `use_logical_uri` and the `file` part (send the
+    fields first). Without `path` the key is `YYYY/MM/DD/<uuid><ext>`."""
+    limit = gateway.settings.server.max_upload_bytes
+    check_declared_length(request, limit)
+
+    async def on_file(fields: dict[str, str], filename: str, content_type: str, chunks: Any) -> Any:
+        bucket, key = _upload_target(
+            gateway, principal, fields.get("logic_bucket"), fields.get("path"), filename
+        )
+        info = await gateway.store.upload_to(
+            encode_uri(bucket, key), chunks, _guess_type(filename, content_type)
+        )
+        return fields, filename, bucket, key, info
+
+    try:
+        fields, (early, filename, bucket, key, info) = await stream_multipart(
+            request, BodyCounter(limit), on_file
+        )
+    except ClientDisconnect:
+        logger.info("client went away during an upload; nothing was stored")
+        raise errors.InvalidInputError(CLIENT_GONE) from None
+    gateway.metrics.transfer_bytes.labels("in").inc(info.size)
+    if any(fields.get(name) != early.get(name) for name in ("logic_bucket", "path")):
+        # Fields sent after the file part: move the object to where they say.
+        new_bucket, new_key = _upload_target(
+            gateway, principal, fields.get("logic_bucket"), fields.get("path"), filename
+        )
+        await gateway.store.copy(encode_uri(bucket, key), encode_uri(new_bucket, new_key))
+        await gateway.store.delete_file(encode_uri(bucket, key))
+        bucket, key = new_bucket, new_key
+    uri = _result_uri(gateway, bucket, key, _truthy(fields.get("use_logical_uri")))
+    return uploaded(uri, info.size)
+
+
+@router.put(
+    "/files/{bucket}/{key:path}",
+    response_model=UploadResponse,
+    summary="Upload the request body to an exact key (raw body, never touches disk)",
+    responses=_errors(*COMMON, 409, 413),
+)
+async def upload_raw(
+    bucket: str,
+    key: str,
+    request: Request,
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    use_logical_uri: bool = False,
+) -> UploadResponse:
+    """The body is streamed to `s3://{bucket}/{key}`; `Content-Type` is stored with it."""
+    uri = encode_uri(bucket, key)
+    principal.require(Action.write, bucket, key, gateway.mapping)
+    info = await receive_raw(gateway, request, uri)
+    return uploaded(_result_uri(gateway, bucket, key, use_logical_uri), info.size)
+
+
+async def receive_raw(gateway: Gateway, request: Request, uri: str) -> Any:
+    """Stream a raw request body into ``uri``, enforcing the size cap."""
+    limit = gateway.settings.server.max_upload_bytes
+    declared = check_declared_length(request, limit)
+    content_type = _guess_type(uri, request.headers.get("content-type"))
+    try:
+        info = await gateway.store.upload_to(
+            uri, raw_body(request, BodyCounter(limit)), content_type, length=declared
+        )
+    except ClientDisconnect:
+        raise errors.InvalidInputError(CLIENT_GONE) from None
+    gateway.metrics.transfer_bytes.labels("in").inc(info.size)
+    return info
+
+
+@router.get(
+    "/download",
+    summary="Download a file (streamed; Range, ETag and If-None-Match supported)",
+    responses={**_errors(*COMMON, 404, 416), 200: {"content": {"application/octet-stream": {}}}},
+    response_class=Response,
+)
+async def download(
+    request: Request,
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    uri: Annotated[str, Query(description="s3://bucket/key")],
+) -> Response:
+    _authorize_uri(gateway, principal, Action.read, uri)
+    return await object_response(gateway, uri, request)
+
+
+@router.get(
+    "/files/{bucket}/{key:path}",
+    summary="Download by bucket and key (same as /download)",
+    responses={**_errors(*COMMON, 404, 416), 200: {"content": {"application/octet-stream": {}}}},
+    response_class=Response,
+)
+async def download_path(
+    bucket: str, key: str, request: Request, gateway: GatewayDep, principal: PrincipalDep
+) -> Response:
+    uri = encode_uri(bucket, key)
+    principal.require(Action.read, bucket, key, gateway.mapping)
+    return await object_response(gateway, uri, request)
+
+
+@router.get(
+    "/presigned-url",
+    response_model=PresignedURLResponse,
+    summary="A URL that allows GET (download) or PUT (upload) without credentials",
+    responses=_errors(*COMMON),
+)
+async def presigned_url(
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    uri: Annotated[str, Query(description="s3://bucket/key")],
+    expiry_seconds: Annotated[int | None, Query(description="1 s .. 7 days")] = None,
+    method: Annotated[str, Query(description="GET or PUT")] = "GET",
+) -> PresignedURLResponse:
+    bucket, key = decode_uri(uri)
+    principal.require(Action.presign, bucket, key, gateway.mapping)
+    action = Action.write if method.upper() == "PUT" else Action.read
+    principal.require(action, bucket, key, gateway.mapping)
+    url = await gateway.store.get_presigned_url(uri, expiry_seconds, method)
+    expiry = expiry_seconds or gateway.settings.presigned_expiry
+    return PresignedURLResponse(url=url, uri=uri, expiry=expiry, method=method.upper())
+
+
+@router.get(
+    "/info",
+    response_model=FileInfoResponse,
+    summary="File metadata; `exists` is false (and `info` null) for a missing object",
+    responses=_errors(*COMMON),
+)
+async def file_info(
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    uri: Annotated[str, Query(description="s3://bucket/key")],
+) -> FileInfoResponse:
+    _authorize_uri(gateway, principal, Action.read, uri)
+    try:
+        info = await gateway.store.get_file_info(uri)
+    except errors.ObjectNotFoundError:
+        return FileInfoResponse(uri=uri, info=None, exists=False)
+    return FileInfoResponse(uri=uri, info=FileInfo(**info), exists=True)
+
+
+@router.delete(
+    "/delete",
+    response_model=DeleteResponse,
+    summary="Delete files in one batch (missing objects count as deleted)",
+    responses=_errors(*COMMON),
+)
+async def delete(
+    request_body: Annotated[DeleteRequest, Body()], gateway: GatewayDep, principal: PrincipalDep
+) -> DeleteResponse:
+    """Out-of-scope URIs refuse the whole request (403) before anything is deleted;
+    invalid URIs are reported in `failed`."""
+    for uri in request_body.uris:
+        try:
+            bucket, key = decode_uri(uri)
+        except errors.URIParseError:
+            continue
+        principal.require(Action.delete, bucket, key, gateway.mapping)
+    result = await gateway.store.delete_files(request_body.uris)
+    return DeleteResponse(**result)
+
+
+@router.get(
+    "/list",
+    response_model=ListResponse,
+    summary="List files under a prefix (a scoped key is narrowed to its own prefix)",
+    responses=_errors(*COMMON, 404),
+)
+async def list_files(
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    logic_bucket: str | None = None,
+    prefix: str = "",
+    recursive: bool = True,
+    use_logical_uri: bool = False,
+) -> ListResponse:
+    bucket = logic_bucket or gateway.settings.default_bucket
+    prefix = principal.scoped_prefix(prefix)
+    principal.require(Action.list, bucket, prefix, gateway.mapping)
+    files = await gateway.store.list_files(bucket, prefix, recursive, use_logical_uri)
+    return ListResponse(logic_bucket=bucket, files=files)
+
+
+async def upload_from_url(
+    body: UrlUploadRequest, gateway: GatewayDep, principal: PrincipalDep
+) -> UploadResponse:
+    """Fetch an http(s) URL into storage. Non-global addresses are refused on every
+    resolved address and redirect hop; the body is capped and streamed."""
+    from ..urlfetch import open_url
+
+    # Scope is decided by bucket and path, so check it before fetching anything.
+    _upload_target(gateway, principal, body.logic_bucket, body.path, body.filename or "probe")
+    settings = gateway.settings.url_fetch
+    cap = gateway.settings.server.max_upload_bytes
+    if settings.max_bytes:
+        cap = min(cap, settings.max_bytes)
+
+    def fetch_and_store() -> tuple[str, str, Any]:
+        with open_url(
+            body.url,
+            deadline=settings.deadline,
+            max_bytes=cap,
+            max_redirects=settings.max_redirects,
+            block_private=True,
+        ) as source:
+            bucket, key = _upload_target(
+                gateway, principal, body.logic_bucket, body.path, body.filename or source.filename
+            )
+            info = gateway.store.sync.upload_to(
+                encode_uri(bucket, key),
+                source,  # type: ignore[arg-type]
+                source.content_type,
+                length=source.length,
+            )
+            return bucket, key, info
+
+    bucket, key, info = await gateway.store.run_blocking(fetch_and_store)
+    gateway.metrics.transfer_bytes.labels("in").inc(info.size)
+    uri = _result_uri(gateway, bucket, key, body.use_logical_uri)
+    return uploaded(uri, info.size)
+
+
+def register_url_upload(api: APIRouter | FastAPI) -> None:
+    """Expose ``POST /upload-from-url`` (only done when the SSRF guard is on)."""
+    api.add_api_route(
+        "/upload-from-url",
+        upload_from_url,
+        methods=["POST"],
+        response_model=UploadResponse,
+        summary="Fetch a URL into storage (SSRF-guarded)",
+        responses=_errors(*COMMON, 409, 413, 502),
+        tags=["files"],
+    )

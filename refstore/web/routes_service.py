@@ -1,0 +1,114 @@
+"""Service endpoints: ``/``, ``/health`` (liveness), ``/ready``, ``/metrics``, and the
+presigned links of the local backend."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from .. import __version__
+from ..uri import encode_uri
+from .models import HealthResponse, ReadyResponse, UploadResponse
+from .responses import object_response
+from .routes_files import _errors, receive_raw, uploaded
+from .state import GatewayDep
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/", summary="API information")
+async def root() -> dict[str, str]:
+    return {
+        "name": "RefStore API",
+        "version": __version__,
+        "description": "Object storage gateway: streaming uploads and downloads on MinIO",
+        "docs": "/docs",
+        "health": "/health",
+        "gateway": "/gateway/status",
+    }
+
+
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    summary="Liveness: answers while the process runs (no backend call)",
+)
+async def health(gateway: GatewayDep) -> HealthResponse:
+    return HealthResponse(status="ok", message="RefStore is running", buckets_ok=gateway.backend_up)
+
+
+@router.get(
+    "/ready",
+    response_model=ReadyResponse,
+    summary="Readiness: 200 when the storage backend answers, else 503",
+    responses={503: {"model": ReadyResponse, "description": "Backend unreachable"}},
+)
+async def ready(gateway: GatewayDep) -> Response:
+    if await gateway.check_backend():
+        return JSONResponse({"status": "ready", "backend": gateway.settings.backend_name})
+    return JSONResponse(
+        {"status": "unavailable", "backend": gateway.settings.backend_name},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(gateway: GatewayDep) -> Response:
+    return gateway.metrics.render()
+
+
+local_links = APIRouter(prefix="/presigned", tags=["presigned links (local backend)"])
+
+
+def _verify(
+    gateway: GatewayDep, method: str, bucket: str, key: str, expires: str, signature: str
+) -> str:
+    uri = encode_uri(bucket, key)
+    backend: Any = gateway.store.sync.backend
+    backend.verify_presigned(method, bucket, key, expires, signature)
+    return uri
+
+
+LinkQuery = Annotated[str, Query(description="Set by the link itself")]
+
+
+@local_links.get(
+    "/{bucket}/{key:path}",
+    summary="Download through a presigned link (expired or tampered: 403)",
+    responses=_errors(403, 404, 416),
+    response_class=Response,
+)
+async def presigned_get(
+    bucket: str,
+    key: str,
+    request: Request,
+    gateway: GatewayDep,
+    expires: LinkQuery,
+    signature: LinkQuery,
+    method: LinkQuery = "GET",
+) -> Response:
+    uri = _verify(gateway, "GET", bucket, key, expires, signature)
+    return await object_response(gateway, uri, request)
+
+
+@local_links.put(
+    "/{bucket}/{key:path}",
+    response_model=UploadResponse,
+    summary="Upload the body through a presigned PUT link (expired or tampered: 403)",
+    responses=_errors(403, 413),
+)
+async def presigned_put(
+    bucket: str,
+    key: str,
+    request: Request,
+    gateway: GatewayDep,
+    expires: LinkQuery,
+    signature: LinkQuery,
+    method: LinkQuery = "PUT",
+) -> UploadResponse:
+    uri = _verify(gateway, "PUT", bucket, key, expires, signature)
+    info = await receive_raw(gateway, request, uri)
+    return uploaded(uri, info.size)

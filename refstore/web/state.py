@@ -1,0 +1,115 @@
+"""What the gateway shares between requests, created by the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from .. import errors
+from ..aio import AsyncRefStore
+from ..mapping import BucketMap
+from .auth import Authenticator, Principal
+from .metrics import Metrics
+from .settings import GatewaySettings
+
+logger = logging.getLogger("refstore.web")
+
+HEALTH_INTERVAL = 5.0
+
+
+class Gateway:
+    """The store, the authenticator and the metrics of one running gateway."""
+
+    def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.executor = ThreadPoolExecutor(
+            settings.server.storage_threads, thread_name_prefix="refstore-storage"
+        )
+        self.store = AsyncRefStore(settings.library_config(), self.executor)
+        self.authenticator = Authenticator(settings.auth)
+        self.backend_up = True
+        self._monitor: asyncio.Task[None] | None = None
+        metrics.mapping_generation.set(self.mapping.generation)
+
+    @property
+    def mapping(self) -> BucketMap:
+        return self.store.mapping.current
+
+    @property
+    def endpoint(self) -> str:
+        if self.settings.minio:
+            return self.settings.minio.endpoint
+        return f"local:{self.store.sync.backend.root}"  # type: ignore[attr-defined]
+
+    async def check_backend(self) -> bool:
+        """Ping the backend and record whether it answered."""
+        try:
+            await self.store.run_blocking(self.store.sync.backend.ping)
+        except errors.RefStoreError as exc:
+            if self.backend_up:
+                logger.warning("backend unreachable: %s", exc)
+            self.set_backend_up(False)
+        else:
+            self.set_backend_up(True)
+        return self.backend_up
+
+    def set_backend_up(self, up: bool) -> None:
+        self.backend_up = up
+        self.metrics.backend_up.set(1 if up else 0)
+
+    async def start(self) -> None:
+        await self.check_backend()
+        if self.backend_up:
+            with contextlib.suppress(errors.RefStoreError):
+                await self.store.init_buckets()
+        self._monitor = asyncio.create_task(self._watch_backend())
+
+    async def _watch_backend(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            await self.check_backend()
+
+    async def stop(self) -> None:
+        if self._monitor:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        await self.store.close()
+        self.executor.shutdown(wait=False)
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def get_principal(
+    request: Request,
+    gateway: GatewayDep,
+    authorization: Annotated[
+        str | None, Header(description="Bearer token: `Authorization: Bearer <key>`")
+    ] = None,
+) -> Principal:
+    principal = gateway.authenticator.authenticate(authorization)
+    request.state.principal = principal.name
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_admin(principal: PrincipalDep) -> Principal:
+    principal.require_admin()
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(get_admin)]

@@ -1,0 +1,292 @@
+"""Moving bytes through the gateway: multipart and raw bodies in, ranged responses out.
+
+Upload bodies are never read whole and never spooled: chunks go from the socket
+straight into the backend upload through a small bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from ..errors import InvalidInputError, InvalidRangeError, ObjectTooLargeError
+
+CHUNK = 1024 * 1024
+QUEUE_DEPTH = 4
+MAX_FIELD_BYTES = 64 * 1024
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    start: int
+    length: int
+
+    def content_range(self, size: int) -> str:
+        return f"bytes {self.start}-{self.start + self.length - 1}/{size}"
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """The single byte range a ``Range`` header asks for, or None for the whole object.
+
+    Multiple ranges and other units are ignored (the whole object is sent), as
+    RFC 9110 allows.
+
+    Raises:
+        InvalidRangeError: the range does not overlap the object (answer 416).
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header.strip().replace(" ", ""))
+    if not match or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.groups()
+    if first == "":
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise InvalidRangeError(f"unsatisfiable range {header!r}", size=size)
+        start = max(size - suffix, 0)
+        return ByteRange(start, size - start)
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if start >= size or end < start:
+        raise InvalidRangeError(f"unsatisfiable range {header!r} for {size} bytes", size=size)
+    return ByteRange(start, end - start + 1)
+
+
+def needs_size_first(header: str | None) -> bool:
+    """Whether the range can only be resolved knowing the size (``bytes=-N``)."""
+    return bool(header) and bool(re.match(r"^\s*bytes\s*=\s*-", header or ""))
+
+
+def content_disposition(filename: str, disposition: str = "attachment") -> str:
+    """RFC 6266 header value: an ASCII fallback plus ``filename*`` for non-ASCII names."""
+    fallback = filename.encode("ascii", "replace").decode().replace("?", "_")
+    fallback = fallback.replace("\\", "_").replace('"', "_")
+    value = f'{disposition}; filename="{fallback}"'
+    if fallback != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value
+
+
+class BodyCounter:
+    """Counts body bytes and enforces the upload cap."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        self.count += n
+        if self.count > self.limit:
+            raise ObjectTooLargeError(f"upload exceeds the {self.limit}-byte limit")
+
+
+def check_declared_length(request: Request, limit: int) -> int | None:
+    """Content-Length of the request, refusing it before reading when over ``limit``.
+
+    Raises:
+        ObjectTooLargeError: the declared length is over the limit.
+        InvalidInputError: the header is not a number.
+    """
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return None
+    if not declared.isdigit():
+        raise InvalidInputError("Content-Length must be a number")
+    if int(declared) > limit:
+        raise ObjectTooLargeError(f"upload of {declared} bytes exceeds the {limit}-byte limit")
+    return int(declared)
+
+
+async def _coalesce(chunks: AsyncIterator[bytes], size: int = CHUNK) -> AsyncIterator[bytes]:
+    buffer = bytearray()
+    async for chunk in chunks:
+        buffer += chunk
+        if len(buffer) >= size:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+async def raw_body(request: Request, counter: BodyCounter) -> AsyncIterator[bytes]:
+    """The request body in ~1 MiB chunks, enforcing the cap as bytes arrive."""
+
+    async def counted() -> AsyncIterator[bytes]:
+        async for chunk in request.stream():
+            counter.add(len(chunk))
+            yield chunk
+
+    async for chunk in _coalesce(counted()):
+        yield chunk
+
+
+class _Pipe:
+    """A bounded queue of chunks from the request to a backend upload running elsewhere."""
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_DEPTH)
+        self._buffer = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= CHUNK:
+            await self._queue.put(bytes(self._buffer))
+            self._buffer.clear()
+
+    async def close(self) -> None:
+        if self._buffer:
+            await self._queue.put(bytes(self._buffer))
+            self._buffer.clear()
+        await self._queue.put(self._END)
+
+    def fail(self, error: BaseException) -> None:
+        """Make the reader raise ``error`` (never blocks: drops queued data)."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(error)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            item = await self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+@dataclass
+class _Part:
+    headers: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+    filename: str | None = None
+    content_type: str = ""
+    data: bytearray = field(default_factory=bytearray)
+
+
+FileHandler = Callable[[dict[str, str], str, str, AsyncIterator[bytes]], Awaitable[Any]]
+"""Called for the file part: (fields so far, filename, content type, body chunks)."""
+
+
+async def stream_multipart(
+    request: Request, counter: BodyCounter, on_file: FileHandler, file_field: str = "file"
+) -> tuple[dict[str, str], Any]:
+    """Parse a multipart/form-data body, streaming the ``file`` part into ``on_file``.
+
+    Returns:
+        (all text fields, the result of ``on_file``).
+
+    Raises:
+        InvalidInputError: not multipart, or no file part.
+        ObjectTooLargeError: the file passed the cap (the upload is aborted).
+    """
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise InvalidInputError("expected a multipart/form-data body with a 'file' part")
+
+    events: list[tuple[str, Any]] = []
+    header_name = bytearray()
+    header_value = bytearray()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_name.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_value.extend(data[start:end])
+
+    def on_header_end() -> None:
+        events.append(("header", (header_name.decode("latin-1").lower(), header_value.decode())))
+        header_name.clear()
+        header_value.clear()
+
+    callbacks: Any = {
+        "on_part_begin": lambda: events.append(("begin", None)),
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_headers_finished": lambda: events.append(("headers_done", None)),
+        "on_part_data": lambda data, start, end: events.append(("data", bytes(data[start:end]))),
+        "on_part_end": lambda: events.append(("end", None)),
+    }
+    parser = MultipartParser(boundary, callbacks)
+    fields: dict[str, str] = {}
+    part = _Part()
+    pipe: _Pipe | None = None
+    upload: asyncio.Task[Any] | None = None
+    result: Any = None
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            for kind, value in events:
+                if kind == "begin":
+                    part = _Part()
+                elif kind == "header":
+                    part.headers[value[0]] = value[1]
+                elif kind == "headers_done":
+                    _, options = parse_options_header(part.headers.get("content-disposition", ""))
+                    part.name = options.get(b"name", b"").decode()
+                    raw_filename = options.get(b"filename")
+                    part.filename = raw_filename.decode() if raw_filename is not None else None
+                    part.content_type = part.headers.get("content-type", "")
+                    if part.name == file_field and upload is None:
+                        pipe = _Pipe()
+                        upload = asyncio.ensure_future(
+                            on_file(
+                                dict(fields),
+                                part.filename or "file",
+                                part.content_type,
+                                pipe.chunks(),
+                            )
+                        )
+                elif kind == "data":
+                    if part.name == file_field and pipe is not None:
+                        counter.add(len(value))
+                        await _write_or_fail(pipe, upload, value)
+                    else:
+                        part.data += value
+                        if len(part.data) > MAX_FIELD_BYTES:
+                            raise InvalidInputError(f"form field {part.name!r} is too long")
+                elif kind == "end":
+                    if part.name == file_field and pipe is not None:
+                        await pipe.close()
+                    elif part.name:
+                        fields[part.name] = part.data.decode("utf-8", "replace")
+            events.clear()
+        parser.finalize()
+        if upload is None:
+            raise InvalidInputError(f"the form has no {file_field!r} file part")
+        result = await upload
+    except BaseException as exc:
+        if pipe is not None and upload is not None and not upload.done():
+            pipe.fail(exc if isinstance(exc, Exception) else ClientDisconnect())
+            await asyncio.gather(upload, return_exceptions=True)
+        raise
+    return fields, result
+
+
+async def _write_or_fail(pipe: _Pipe, upload: asyncio.Task[Any] | None, data: bytes) -> None:
+    """Write to the pipe, unless the upload already failed (then raise its error)."""
+    if upload is not None and upload.done():
+        upload.result()
+    write = asyncio.ensure_future(pipe.write(data))
+    waiters: set[asyncio.Future[Any]] = {write}
+    if upload is not None:
+        waiters.add(upload)
+    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if write not in done:
+        write.cancel()
+        assert upload is not None
+        upload.result()
