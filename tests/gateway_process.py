@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,8 +53,16 @@ class GatewayProcess:
         env.update(self._env)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "refstore.cli", "serve", "--port", str(self.port),
-                 "--config", str(self.config_path)],
+                [
+                    sys.executable,
+                    "-m",
+                    "refstore.cli",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--config",
+                    str(self.config_path),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -88,6 +97,10 @@ class GatewayProcess:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
