@@ -117,7 +117,9 @@ def test_backend_outage_gives_503_and_recovers_without_restarting_the_gateway(
         ready = client.get("/ready")
         assert ready.status_code == 503
         assert client.get("/health").status_code == 200
-        assert "refstore_backend_up 0.0" in client.get("/metrics").text
+        metrics = client.get("/metrics").text
+        assert "refstore_backend_up 0.0" in metrics
+        assert 'refstore_backend_errors_total{kind="backend_unavailable",operation="download"}' in metrics
     finally:
         own_minio.restart()
     assert wait_for(lambda: client.get("/ready").status_code == 200)

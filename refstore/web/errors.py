@@ -84,6 +84,12 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, errors.RefStoreError)
         if status_for(exc) >= 500:
             logger.warning("backend error on %s: %s", request.url.path, exc)
+            gateway = getattr(request.app.state, "gateway", None)
+            if gateway is not None:
+                operation = getattr(request.scope.get("endpoint"), "__name__", "unknown")
+                gateway.metrics.backend_errors.labels(operation, exc.code).inc()
+                if isinstance(exc, errors.ConnectionError):
+                    gateway.set_backend_up(False)
         return refstore_error_response(exc)
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
