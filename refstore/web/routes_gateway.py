@@ -97,11 +97,15 @@ async def create_bucket(
 @router.get(
     "/buckets/{name}",
     response_model=BucketDetailResponse,
-    summary="Object count and total size of a bucket",
-    responses=_errors(*ADMIN, 404),
+    summary="Object count and total size of a bucket (`exists` is false for a missing one)",
+    responses=_errors(*ADMIN),
 )
 async def bucket_info(name: str, gateway: GatewayDep, admin: AdminDep) -> BucketDetailResponse:
-    info = await gateway.store.bucket_manager.get_bucket_info(name)
+    try:
+        info = await gateway.store.bucket_manager.get_bucket_info(name)
+    except errors.BucketNotFoundError:
+        # refstore 0.3.0 answered 200 {"name", "exists": false}; its clients rely on it.
+        return BucketDetailResponse(name=name, exists=False)
     return BucketDetailResponse(**info)
 
 
@@ -126,7 +130,10 @@ def mapping_response(snapshot: BucketMap, changed: bool | None = None) -> Bucket
     return BucketMappingResponse(
         enable_bucket_mapping=snapshot.enabled,
         bucket_map=dict(snapshot.forward),
-        reverse_bucket_map={p: lg for lg, p in snapshot.forward.items()},
+        # As in refstore 0.3.0: the reverse map is empty while mapping is off.
+        reverse_bucket_map=(
+            {p: lg for lg, p in snapshot.forward.items()} if snapshot.enabled else {}
+        ),
         generation=snapshot.generation,
         hash=snapshot.hash,
         version=MappingVersionModel(**version) if version else None,
