@@ -114,6 +114,24 @@ def normalize_path(path: str | None) -> str:
     return "/".join(segments)
 
 
+def validate_prefix(prefix: str) -> str:
+    """Check a listing prefix: like a key, but may be empty or end mid-segment or with '/'.
+
+    Raises:
+        InvalidKeyError: a '.' or '..' segment, a backslash or a control character.
+    """
+    if not isinstance(prefix, str):
+        raise InvalidKeyError(f"prefix must be a string, not {type(prefix).__name__}")
+    if "\\" in prefix or _CONTROL_CHARS.search(prefix):
+        raise InvalidKeyError(f"unsafe listing prefix: {prefix!r}", key=prefix)
+    segments = prefix.split("/")
+    if any(segment in (".", "..") for segment in segments):
+        raise InvalidKeyError(f"'.' and '..' segments are not allowed: {prefix!r}", key=prefix)
+    if "" in segments[:-1]:
+        raise InvalidKeyError(f"empty path segment in prefix {prefix!r}", key=prefix)
+    return prefix
+
+
 def normalize_filename(filename: str | None) -> str:
     """Normalise an original filename (NFC; sub-directories allowed, checked like a path).
 

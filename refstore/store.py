@@ -20,7 +20,7 @@ from .backends import Backend, ListedObject, ObjectInfo, ObjectStream, create_ba
 from .backends.base import CHUNK_SIZE, ProgressCallback
 from .buckets import BucketManager
 from .config import MAX_PRESIGN_SECONDS, StoreConfig
-from .keys import build_object_key, validate_bucket_name
+from .keys import build_object_key, validate_bucket_name, validate_prefix
 from .mapping import BucketMap, MappingHolder, MappingVersion
 from .retry import RetryHandler
 from .uri import decode_uri, encode_uri
@@ -637,6 +637,7 @@ class RefStore:
             BucketNotFoundError: no such bucket.
         """
         logic_bucket = logic_bucket or self.default_bucket
+        validate_prefix(prefix)
         snapshot = self.mapping.current
         physical = validate_bucket_name(snapshot.physical(logic_bucket))
         listed: ListedObject

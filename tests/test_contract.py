@@ -368,3 +368,20 @@ def test_presigned_get_url_serves_the_object(store):
     else:
         with urllib.request.urlopen(url) as response:
             assert response.read() == b"presigned body"
+
+
+@pytest.mark.parametrize("prefix", ["../", "a/../../", "/etc/", "a//b"])
+def test_listing_with_an_unsafe_prefix_is_refused(store, prefix):
+    store.upload_file(b"x", "f.txt", path="a")
+    with pytest.raises(InvalidKeyError):
+        store.list_files(prefix=prefix)
+
+
+def test_upload_to_an_exact_uri(store):
+    info = store.upload_to(
+        f"s3://{store.default_bucket}/exact/name.bin", b"12345", "application/x-test"
+    )
+    assert info.size == 5
+    assert store.get_file_info(f"s3://{store.default_bucket}/exact/name.bin")["content_type"] == (
+        "application/x-test"
+    )

@@ -119,7 +119,10 @@ def test_backend_outage_gives_503_and_recovers_without_restarting_the_gateway(
         assert client.get("/health").status_code == 200
         metrics = client.get("/metrics").text
         assert "refstore_backend_up 0.0" in metrics
-        assert 'refstore_backend_errors_total{kind="backend_unavailable",operation="download"}' in metrics
+        assert (
+            'refstore_backend_errors_total{kind="backend_unavailable",operation="download"}'
+            in metrics
+        )
     finally:
         own_minio.restart()
     assert wait_for(lambda: client.get("/ready").status_code == 200)

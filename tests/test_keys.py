@@ -3,7 +3,13 @@ import re
 import pytest
 
 from refstore.errors import InvalidBucketNameError, InvalidKeyError
-from refstore.keys import build_object_key, normalize_path, validate_bucket_name, validate_key
+from refstore.keys import (
+    build_object_key,
+    normalize_path,
+    validate_bucket_name,
+    validate_key,
+    validate_prefix,
+)
 
 
 def test_path_and_filename_make_the_key():
@@ -90,3 +96,14 @@ def test_valid_bucket_names(name):
 def test_invalid_bucket_names_say_why(name):
     with pytest.raises(InvalidBucketNameError, match="bucket name"):
         validate_bucket_name(name)
+
+
+@pytest.mark.parametrize("prefix", ["", "a", "a/", "a/b", "tenant-a/docs/", "a/b."])
+def test_listing_prefixes_may_end_anywhere(prefix):
+    assert validate_prefix(prefix) == prefix
+
+
+@pytest.mark.parametrize("prefix", ["/etc/", "../x", "a/../b", "a/./", "a//b", "a\\b", "a\x00"])
+def test_unsafe_listing_prefixes_are_refused(prefix):
+    with pytest.raises(InvalidKeyError):
+        validate_prefix(prefix)

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import quote, urlencode
 
 from .. import errors
-from ..keys import validate_bucket_name, validate_key
+from ..keys import validate_bucket_name, validate_key, validate_prefix
 from .base import (
     CHUNK_SIZE,
     BucketInfo,
@@ -245,7 +245,7 @@ class LocalBackend:
         self, bucket: str, prefix: str = "", recursive: bool = True
     ) -> Iterator[ListedObject]:
         bucket_dir = self._bucket_dir(bucket)
-        base = prefix.rpartition("/")[0]
+        base = validate_prefix(prefix).rpartition("/")[0]
         start = bucket_dir / base if base else bucket_dir
         if base and not start.is_dir():
             return

@@ -69,6 +69,9 @@ def refstore_error_response(exc: errors.RefStoreError) -> JSONResponse:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if status == 413:
+        # The body is not read: close the connection instead of draining it.
+        headers["Connection"] = "close"
     if isinstance(exc, errors.InvalidRangeError) and "size" in exc.context:
         headers["Content-Range"] = f"bytes */{exc.context['size']}"
     detail: object = exc.detail

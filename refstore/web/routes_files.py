@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mimetypes
 from typing import Annotated, Any
@@ -82,6 +83,25 @@ def _upload_target(
     return bucket, key
 
 
+def _staging_bucket(gateway: Gateway, principal: Principal, logic_bucket: str | None) -> str | None:
+    """Bucket for a file part whose ``logic_bucket`` field may still follow: a scoped key
+    not allowed in the default bucket stages in its own bucket (under its prefix)."""
+    if logic_bucket or principal.admin or not principal.buckets:
+        return logic_bucket
+    mapping = gateway.mapping
+    allowed = {mapping.physical(name) for name in principal.buckets}
+    if mapping.physical(gateway.settings.default_bucket) in allowed:
+        return None
+    return sorted(principal.buckets)[0]
+
+
+async def _discard(gateway: Gateway, uris: list[str]) -> None:
+    """Delete what a failed upload stored (best effort: the error being raised wins)."""
+    for uri in uris:
+        with contextlib.suppress(errors.RefStoreError):
+            await gateway.store.delete_file(uri)
+
+
 def _result_uri(gateway: Gateway, bucket: str, key: str, use_logical_uri: bool) -> str:
     snapshot = gateway.mapping
     physical = snapshot.physical(bucket)
@@ -138,32 +158,36 @@ async def upload(request: Request, gateway: GatewayDep, principal: PrincipalDep)
     fields first). Without `path` the key is `YYYY/MM/DD/<uuid><ext>`."""
     limit = gateway.settings.server.max_upload_bytes
     check_declared_length(request, limit)
+    staged: list[str] = []  # what the file part was written to; removed if the upload fails
 
     async def on_file(fields: dict[str, str], filename: str, content_type: str, chunks: Any) -> Any:
-        bucket, key = _upload_target(
-            gateway, principal, fields.get("logic_bucket"), fields.get("path"), filename
-        )
-        info = await gateway.store.upload_to(
-            encode_uri(bucket, key), chunks, _guess_type(filename, content_type)
-        )
+        logic_bucket = _staging_bucket(gateway, principal, fields.get("logic_bucket"))
+        bucket, key = _upload_target(gateway, principal, logic_bucket, fields.get("path"), filename)
+        uri = encode_uri(bucket, key)
+        info = await gateway.store.upload_to(uri, chunks, _guess_type(filename, content_type))
+        staged.append(uri)
         return fields, filename, bucket, key, info
 
     try:
         fields, (early, filename, bucket, key, info) = await stream_multipart(
             request, BodyCounter(limit), on_file
         )
+        final_bucket = fields.get("logic_bucket") or gateway.settings.default_bucket
+        if final_bucket != bucket or fields.get("path") != early.get("path"):
+            # Fields sent after the file part: move the object to where they say.
+            bucket, key = _upload_target(
+                gateway, principal, fields.get("logic_bucket"), fields.get("path"), filename
+            )
+            await gateway.store.copy(staged[0], encode_uri(bucket, key))
+            await gateway.store.delete_file(staged.pop())
     except ClientDisconnect:
+        await _discard(gateway, staged)
         logger.info("client went away during an upload; nothing was stored")
         raise errors.InvalidInputError(CLIENT_GONE) from None
+    except BaseException:
+        await _discard(gateway, staged)
+        raise
     gateway.metrics.transfer_bytes.labels("in").inc(info.size)
-    if any(fields.get(name) != early.get(name) for name in ("logic_bucket", "path")):
-        # Fields sent after the file part: move the object to where they say.
-        new_bucket, new_key = _upload_target(
-            gateway, principal, fields.get("logic_bucket"), fields.get("path"), filename
-        )
-        await gateway.store.copy(encode_uri(bucket, key), encode_uri(new_bucket, new_key))
-        await gateway.store.delete_file(encode_uri(bucket, key))
-        bucket, key = new_bucket, new_key
     uri = _result_uri(gateway, bucket, key, _truthy(fields.get("use_logical_uri")))
     return uploaded(uri, info.size)
 
@@ -241,6 +265,7 @@ async def download_path(
     responses=_errors(*COMMON),
 )
 async def presigned_url(
+    request: Request,
     gateway: GatewayDep,
     principal: PrincipalDep,
     uri: Annotated[str, Query(description="s3://bucket/key")],
@@ -252,6 +277,10 @@ async def presigned_url(
     action = Action.write if method.upper() == "PUT" else Action.read
     principal.require(action, bucket, key, gateway.mapping)
     url = await gateway.store.get_presigned_url(uri, expiry_seconds, method)
+    if gateway.settings.minio is None and gateway.settings.public_url is None:
+        # Local links are served by this gateway: point them where the client reached it.
+        link_base: str = gateway.store.sync.backend.link_base  # type: ignore[attr-defined]
+        url = str(request.base_url).rstrip("/") + url.removeprefix(link_base)
     expiry = expiry_seconds or gateway.settings.presigned_expiry
     return PresignedURLResponse(url=url, uri=uri, expiry=expiry, method=method.upper())
 
