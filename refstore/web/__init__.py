@@ -42,6 +42,8 @@ class _ModuleApp:
         await self.app(scope, receive, send)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # introspection must not build the app
+            raise AttributeError(name)
         return getattr(self.app, name)
 
 
