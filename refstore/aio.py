@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -20,7 +19,7 @@ from .backends.base import CHUNK_SIZE
 from .buckets import BucketManager
 from .config import StoreConfig
 from .mapping import BucketMap, MappingHolder, MappingVersion
-from .store import RefStore, UploadData
+from .store import RefStore, UploadData, ChunkReader
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,48 +49,18 @@ def _threaded(
     return twin
 
 
-class _AsyncChunkReader(io.RawIOBase):
-    """A blocking file-like view of an async iterable, read from a worker thread."""
+def _pull(chunks: AsyncIterable[bytes], loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:
+    """Iterate an async iterable from a worker thread, one chunk at a time on ``loop``."""
+    iterator = chunks.__aiter__()
 
-    def __init__(self, chunks: AsyncIterable[bytes], loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
-        self._iterator = chunks.__aiter__()
-        self._loop = loop
-        self._pending = b""
-        self._done = False
+    async def next_chunk() -> bytes | None:
+        try:
+            return await iterator.__anext__()
+        except StopAsyncIteration:
+            return None
 
-    def readable(self) -> bool:
-        return True
-
-    def _next_chunk(self) -> bytes | None:
-        async def next_chunk() -> bytes | None:
-            try:
-                return await self._iterator.__anext__()
-            except StopAsyncIteration:
-                return None
-
-        return asyncio.run_coroutine_threadsafe(next_chunk(), self._loop).result()
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            parts = [self._pending]
-            while (chunk := self._next_chunk()) is not None:
-                parts.append(chunk)
-            self._pending = b""
-            return b"".join(parts)
-        while not self._pending and not self._done:
-            chunk = self._next_chunk()
-            if chunk is None:
-                self._done = True
-            else:
-                self._pending = bytes(chunk)
-        data, self._pending = self._pending[:size], self._pending[size:]
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    while (chunk := asyncio.run_coroutine_threadsafe(next_chunk(), loop).result()) is not None:
+        yield chunk
 
 
 class AsyncObjectStream(_Threaded):
@@ -281,7 +250,7 @@ class AsyncRefStore(_Threaded):
     @staticmethod
     def _bridge(file_data: UploadData | AsyncIterable[bytes]) -> UploadData:
         if isinstance(file_data, AsyncIterable):
-            return _AsyncChunkReader(file_data, asyncio.get_running_loop())
+            return ChunkReader(_pull(file_data, asyncio.get_running_loop()))
         return file_data
 
     async def open(

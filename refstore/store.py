@@ -43,27 +43,39 @@ def format_size(size: float) -> str:
     return f"{size:.2f} PB"
 
 
-class _ChunkReader(io.RawIOBase):
-    """A file-like view of an iterable of byte chunks."""
+class ChunkReader(io.RawIOBase):
+    """A file-like view of an iterable of byte chunks.
+
+    ``read(n)`` returns ``n`` bytes unless the chunks run out: minio-py builds
+    each part by appending short reads, which is quadratic in the chunk count.
+    """
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         super().__init__()
         self._chunks = iter(chunks)
         self._pending = b""
+        self._offset = 0
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            return self._pending + b"".join(self._chunks)
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return b""
-            self._pending = bytes(chunk)
-        data, self._pending = self._pending[:size], self._pending[size:]
-        return data
+        wanted = -1 if size is None or size < 0 else size
+        parts: list[bytes] = []
+        while wanted != 0:
+            if self._offset == len(self._pending):
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._pending, self._offset = bytes(chunk), 0
+                continue
+            end = len(self._pending)
+            if wanted > 0:
+                end = min(end, self._offset + wanted)
+                wanted -= end - self._offset
+            parts.append(self._pending[self._offset : end])
+            self._offset = end
+        return b"".join(parts)
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
@@ -87,7 +99,7 @@ def _as_stream(data: UploadData) -> tuple[BinaryIO, int, int | None]:
             pass
         return stream, -1, None
     if isinstance(data, Iterable):
-        return _ChunkReader(data), -1, None  # type: ignore[return-value]
+        return ChunkReader(data), -1, None  # type: ignore[return-value]
     raise errors.InvalidInputError(f"cannot upload a {type(data).__name__}: give bytes or a stream")
 
 

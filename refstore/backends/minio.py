@@ -36,6 +36,12 @@ from .base import (
 
 logger = logging.getLogger(__name__)
 
+UNKNOWN_LENGTH_PARALLEL_PARTS = 2
+"""Parts of a stream of unknown length uploaded at once. Peak memory is about
+(this + 3) x part_size (minio-py also holds the part being read, a copy of it and
+finished parts until its workers take new ones), plus allocator slack for sources
+that yield small chunks."""
+
 _S3_CODE_ERRORS: dict[str, type[errors.RefStoreError]] = {
     "NoSuchKey": errors.ObjectNotFoundError,
     "NoSuchObject": errors.ObjectNotFoundError,
@@ -327,7 +333,8 @@ class MinioBackend:
                 length=length,
                 content_type=content_type,
                 metadata=dict(metadata) or None,
-                part_size=self.part_size,
+                part_size=self.part_size if length < 0 else 0,
+                num_parallel_uploads=UNKNOWN_LENGTH_PARALLEL_PARTS if length < 0 else 3,
                 progress=_Progress(progress) if progress else None,
             )
         except Exception as exc:
