@@ -48,20 +48,25 @@ from .uri import (
 
 __version__ = "0.4.0.dev0"
 
-_LAZY = {"web_app": "refstore.web", "init_web_service": "refstore.web"}
+_LAZY = {
+    "web_app": ("refstore.web", "web"),
+    "init_web_service": ("refstore.web", "web"),
+    "GatewayClient": ("refstore.gateway", "gateway"),
+    "AsyncGatewayClient": ("refstore.gateway", "gateway"),
+}
 
 
 def __getattr__(name: str) -> object:
-    """``refstore.web_app`` / ``init_web_service``, imported on first use (they need fastapi)."""
+    """``refstore.web_app`` / ``init_web_service`` (need fastapi) and ``GatewayClient`` /
+    ``AsyncGatewayClient`` (need httpx), imported on first use."""
     if name in _LAZY:
         import importlib
 
+        module_name, extra = _LAZY[name]
         try:
-            module = importlib.import_module(_LAZY[name])
+            module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ImportError(
-                f"{name} needs the gateway extras: pip install 'refstore[web]'"
-            ) from exc
+            raise ImportError(f"{name} needs an extra: pip install 'refstore[{extra}]'") from exc
         return getattr(module, name)
     raise AttributeError(f"module 'refstore' has no attribute {name!r}")
 

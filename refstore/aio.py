@@ -19,7 +19,7 @@ from .backends.base import CHUNK_SIZE
 from .buckets import BucketManager
 from .config import StoreConfig
 from .mapping import BucketMap, MappingHolder, MappingVersion
-from .store import RefStore, UploadData, ChunkReader
+from .store import ChunkReader, RefStore, UploadData
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -38,6 +38,8 @@ class RefStoreError(Exception):
     Attributes:
         detail: Human-readable explanation.
         code: Stable machine-readable code (``"object_not_found"``...).
+        context: Whatever else is known (bucket, key, and for errors answered by
+            the gateway: ``status``, ``code``, ``request_id``, ``method``, ``url``).
     """
 
     code = "refstore_error"
@@ -46,6 +48,18 @@ class RefStoreError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.context = context
+
+    @property
+    def status(self) -> int | None:
+        """HTTP status of the answer this error came from (e.g. via the gateway SDK), or None."""
+        status = self.context.get("status")
+        return status if isinstance(status, int) and not isinstance(status, bool) else None
+
+    @property
+    def request_id(self) -> str | None:
+        """``X-Request-ID`` of the gateway request that failed (gateway SDK), or None."""
+        request_id = self.context.get("request_id")
+        return request_id if isinstance(request_id, str) else None
 
 
 class ConfigError(RefStoreError):

@@ -915,3 +915,13 @@ def test_docs_page_serves_the_interactive_documentation(gateway):
     assert response.headers["content-type"].startswith("text/html")
     assert "swagger-ui" in response.text
     assert "/openapi.json" in response.text
+
+
+def test_multipart_upload_keeps_a_non_ascii_filename(gateway, bucket):
+    response = gateway.admin.post(
+        "/upload",
+        data={"logic_bucket": bucket, "path": "intl"},
+        files={"file": ("报告.pdf", b"%PDF-1.4")},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["uri"] == f"s3://{bucket}/intl/报告.pdf"

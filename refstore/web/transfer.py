@@ -208,7 +208,9 @@ async def stream_multipart(
         header_value.extend(data[start:end])
 
     def on_header_end() -> None:
-        events.append(("header", (header_name.decode("latin-1").lower(), header_value.decode())))
+        # Latin-1 keeps the raw bytes; python-multipart re-encodes them when parsing options.
+        name, value = header_name.decode("latin-1").lower(), header_value.decode("latin-1")
+        events.append(("header", (name, value)))
         header_name.clear()
         header_value.clear()
 

@@ -1,0 +1,813 @@
+"""Everything the gateway SDK does without I/O, written once for both clients.
+
+:class:`BaseGatewayClient` holds the settings and builds every request as a
+:class:`Call`; this module also parses answers, maps HTTP errors back to the
+classes of :mod:`refstore.errors` and decides retries (:class:`RetryPolicy`).
+``_async_client.py`` only sends calls and moves bytes; ``_sync_client.py`` is
+generated from it by ``scripts/unasync.py``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import logging
+import mimetypes
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO, cast
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+
+from .. import errors
+from ..keys import build_object_key, normalize_filename, normalize_path
+from ..mapping import MappingVersion
+from ..retry import RetryHandler
+from ..uri import decode_uri, encode_uri
+from ._types import ProgressCallback, UploadData, UploadResult
+
+logger = logging.getLogger("refstore.gateway")
+
+ENV_URL = "REFSTORE_GATEWAY_URL"
+ENV_API_KEY = "REFSTORE_API_KEY"
+MiB = 1024 * 1024
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_DIRECT_THRESHOLD = 64 * MiB
+CHUNK_SIZE = MiB
+MAX_DIRECT_PUT = 5 * 1024 * MiB
+"""A presigned PUT is one S3 request, capped at 5 GiB; larger files go through the gateway."""
+RETRY_STATUSES = frozenset({502, 503, 504})
+UPLOADED = "File uploaded successfully"
+
+
+# -- settings ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How failed requests are retried.
+
+    Idempotent requests (GET, DELETE, PUT to an exact key, a versioned mapping PUT,
+    uploads whose key is known) are retried on connection errors and on 502, 503
+    and 504; other requests only when the server cannot have acted on them: it was
+    never reached, or the connection broke before it had the whole body. An upload
+    body is sent again only if it can be replayed: bytes, a path, a seekable file.
+
+    Attributes:
+        max_retries: Retries after the first attempt (0: never retry).
+        base_delay: First wait in seconds, doubled per retry, with 50-100% jitter.
+        max_delay: Cap of one wait, also of an honoured ``Retry-After``.
+    """
+
+    max_retries: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0 or self.base_delay < 0 or self.max_delay < 0:
+            raise errors.ConfigError("retry settings must not be negative")
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (0-based): jittered
+        exponential backoff, but at least ``Retry-After`` (capped at ``max_delay``)."""
+        backoff = RetryHandler(self.max_retries, self.base_delay, self.max_delay).delay(attempt)
+        if retry_after is not None:
+            backoff = max(backoff, min(retry_after, self.max_delay))
+        return backoff
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What a client was configured with (see :func:`resolve_settings`)."""
+
+    base_url: str
+    headers: dict[str, str]
+    timeout: httpx.Timeout
+    retry: RetryPolicy
+    direct_threshold: int | None
+    chunk_size: int
+
+
+def resolve_settings(
+    gateway_url: str | None,
+    timeout: float | httpx.Timeout | None,
+    headers: Mapping[str, str] | None,
+    api_key: str | None,
+    retry: RetryPolicy | int | None,
+    direct_threshold: int | None,
+    chunk_size: int,
+) -> ClientSettings:
+    """Settings from the arguments, falling back to ``REFSTORE_GATEWAY_URL`` and
+    ``REFSTORE_API_KEY``. An ``api_key`` becomes ``Authorization: Bearer <key>``;
+    without one, an ``Authorization`` in ``headers`` (as refstore 0.3.0 users sent it)
+    is kept, and the environment's key is used only when there is neither.
+
+    Raises:
+        ConfigError: no or malformed gateway URL, negative sizes or retries.
+    """
+    url = gateway_url or os.environ.get(ENV_URL, "")
+    parts = urlsplit(url)
+    if not url:
+        raise errors.ConfigError(f"no gateway URL: pass gateway_url= or set {ENV_URL}")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise errors.ConfigError(f"gateway URL must be http(s)://host[:port][/path], got {url!r}")
+    merged = dict(headers or {})
+    has_auth = any(name.lower() == "authorization" for name in merged)
+    key = api_key if api_key is not None else (None if has_auth else os.environ.get(ENV_API_KEY))
+    if key:
+        merged = {k: v for k, v in merged.items() if k.lower() != "authorization"}
+        merged["Authorization"] = f"Bearer {key}"
+    if direct_threshold is not None and direct_threshold < 0:
+        raise errors.ConfigError("direct_threshold must be >= 0 (or None to disable)")
+    if chunk_size <= 0:
+        raise errors.ConfigError("chunk_size must be positive")
+    if retry is None:
+        retry = RetryPolicy(max_retries=0)
+    elif isinstance(retry, int):
+        retry = RetryPolicy(max_retries=retry)
+    return ClientSettings(
+        base_url=url.rstrip("/"),
+        headers=merged,
+        timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+        retry=retry,
+        direct_threshold=direct_threshold,
+        chunk_size=chunk_size,
+    )
+
+
+# -- calls and bodies ----------------------------------------------------------------
+
+
+class Replay(enum.Enum):
+    """When a failed call may be sent again."""
+
+    IDEMPOTENT = "idempotent"
+    """On connection errors and 502/503/504 answers."""
+    UNSENT = "unsent"
+    """Only when it never reached the server (connecting failed)."""
+
+
+@dataclass
+class Body:
+    """An upload body: bytes, a local file or a caller's file object, optionally framed
+    as ``multipart/form-data`` (``head`` + data + ``tail``)."""
+
+    data: bytes | bytearray | memoryview | None = None
+    path: str | None = None
+    file: BinaryIO | None = None
+    start: int = 0
+    size: int | None = None
+    replayable: bool = True
+    content_type: str = "application/octet-stream"
+    head: bytes = b""
+    tail: bytes = b""
+
+    @property
+    def length(self) -> int | None:
+        """Bytes on the wire, or None when unknown (sent chunked)."""
+        if self.size is None:
+            return None
+        return len(self.head) + self.size + len(self.tail)
+
+
+def body_from_data(file_data: UploadData) -> Body:
+    """Describe ``upload_file`` data. Seekable files are sent from their current
+    position (as :meth:`refstore.RefStore.upload_file` does) and can be replayed.
+
+    Raises:
+        InvalidInputError: neither bytes nor a readable file object.
+    """
+    if isinstance(file_data, (bytes, bytearray, memoryview)):
+        return Body(data=file_data, size=memoryview(file_data).nbytes)
+    if not callable(getattr(file_data, "read", None)):
+        raise errors.InvalidInputError(
+            f"file_data must be bytes or a binary file object, not {type(file_data).__name__}"
+        )
+    if _seekable(file_data):
+        start = file_data.tell()
+        end = file_data.seek(0, os.SEEK_END)
+        file_data.seek(start)
+        return Body(file=file_data, start=start, size=max(end - start, 0))
+    return Body(file=file_data, replayable=False)
+
+
+def body_from_path(path: str | os.PathLike[str], size: int) -> Body:
+    """Describe a local file of ``size`` bytes (opened afresh for every attempt)."""
+    return Body(path=os.fspath(path), size=size)
+
+
+def _seekable(file: BinaryIO) -> bool:
+    try:
+        return bool(file.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def guess_type(filename: str, given: str | None = None) -> str:
+    """``given``, else the type guessed from the filename, else octet-stream."""
+    return given or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+def _form_quote(value: str) -> str:
+    # A quoted-string: the gateway's parser unescapes backslash escapes.
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def form_filename(filename: str) -> str:
+    """The filename to send in a multipart upload (normalised, UTF-8 on the wire).
+
+    Raises:
+        InvalidKeyError: empty or unsafe filename.
+    """
+    return normalize_filename(filename)
+
+
+def multipart_framing(
+    fields: Mapping[str, str], filename: str, content_type: str
+) -> tuple[bytes, bytes, str]:
+    """(head, tail, Content-Type) around a file part; fields go first, as the gateway
+    asks, so the file streams straight to its final key."""
+    boundary = uuid.uuid4().hex
+    head = bytearray()
+    for name, value in fields.items():
+        head += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        head += value.encode() + b"\r\n"
+    head += (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{_form_quote(filename)}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return bytes(head), tail, f"multipart/form-data; boundary={boundary}"
+
+
+def range_header(offset: int, length: int | None) -> str | None:
+    """``Range`` value for ``offset``/``length`` (None: the whole object).
+
+    Raises:
+        InvalidRangeError: negative offset or length.
+    """
+    if offset < 0 or (length is not None and length < 0):
+        raise errors.InvalidRangeError("offset and length must not be negative")
+    if offset == 0 and length is None:
+        return None
+    if length is None:
+        return f"bytes={offset}-"
+    return f"bytes={offset}-{offset + length - 1}"
+
+
+@dataclass
+class Call:
+    """One request as the clients send it."""
+
+    method: str
+    url: str
+    params: dict[str, Any] | None = None
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Body | None = None
+    replay: Replay = Replay.IDEMPOTENT
+    to_gateway: bool = True
+    """False for presigned URLs: never send the gateway credentials there."""
+    not_found: type[errors.NotFoundError] = errors.NotFoundError
+    """Class for a 404 that carries no (known) code."""
+
+    @property
+    def safe_url(self) -> str:
+        """The URL for messages: without the query of a presigned URL (its signature)."""
+        if self.to_gateway:
+            return self.url
+        return urlunsplit(urlsplit(self.url)._replace(query=""))
+
+
+def new_request_id() -> str:
+    """``X-Request-ID`` of one call (the same on every attempt of it)."""
+    return uuid.uuid4().hex
+
+
+# -- the no-I/O half of the clients --------------------------------------------------
+
+
+class BaseGatewayClient:
+    """Settings and request building shared by :class:`GatewayClient` and
+    :class:`AsyncGatewayClient`; subclasses only send the calls."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        self._default_bucket: str | None = None
+
+    @property
+    def gateway_url(self) -> str:
+        """Base URL of the gateway (without a trailing '/')."""
+        return self._settings.base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """Timeouts of each request (connect, read, write, pool)."""
+        return self._settings.timeout
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy."""
+        return self._settings.retry
+
+    @property
+    def direct_threshold(self) -> int | None:
+        """Files at least this large skip the gateway's data path (None: never)."""
+        return self._settings.direct_threshold
+
+    def _url(self, path: str) -> str:
+        return self._settings.base_url + path
+
+    def _headers(self, call: Call, request_id: str) -> dict[str, str]:
+        if not call.to_gateway:
+            return dict(call.headers)
+        return {**self._settings.headers, **call.headers, "X-Request-ID": request_id}
+
+    def _use_direct(self, size: int, direct: bool | None) -> bool:
+        if direct is False or size > MAX_DIRECT_PUT:
+            return False
+        if direct:
+            return True
+        threshold = self._settings.direct_threshold
+        return threshold is not None and size >= threshold
+
+    # gateway administration
+
+    def _status_call(self) -> Call:
+        return Call("GET", self._url("/gateway/status"))
+
+    def _config_call(self) -> Call:
+        return Call("GET", self._url("/gateway/config"))
+
+    def _list_buckets_call(self) -> Call:
+        return Call("GET", self._url("/gateway/buckets"))
+
+    def _create_bucket_call(self, name: str, location: str | None) -> Call:
+        payload: dict[str, Any] = {"name": name}
+        if location:
+            payload["location"] = location
+        # Creating a bucket that exists succeeds, so sending it again is safe.
+        return Call("POST", self._url("/gateway/buckets"), json=payload)
+
+    def _bucket_info_call(self, name: str) -> Call:
+        url = self._url(f"/gateway/buckets/{quote(name, safe='')}")
+        return Call("GET", url, not_found=errors.BucketNotFoundError)
+
+    def _delete_bucket_call(self, name: str, force: bool) -> Call:
+        url = self._url(f"/gateway/buckets/{quote(name, safe='')}")
+        params = {"force": "true"} if force else None
+        return Call("DELETE", url, params=params, not_found=errors.BucketNotFoundError)
+
+    def _get_mapping_call(self) -> Call:
+        return Call("GET", self._url("/gateway/bucket-mapping"))
+
+    def _update_mapping_call(
+        self,
+        enable_bucket_mapping: bool | None,
+        bucket_map: Mapping[str, str] | None,
+        version: MappingVersion | Mapping[str, Any] | None,
+    ) -> Call:
+        payload: dict[str, Any] = {}
+        if enable_bucket_mapping is not None:
+            payload["enable_bucket_mapping"] = enable_bucket_mapping
+        if bucket_map is not None:
+            payload["bucket_map"] = dict(bucket_map)
+        if version is not None:
+            if not isinstance(version, MappingVersion):
+                version = MappingVersion.from_dict(version)
+            payload["version"] = version.to_dict()
+        # Only a versioned update is idempotent: an unversioned one bumps the generation.
+        replay = Replay.IDEMPOTENT if version is not None else Replay.UNSENT
+        return Call("PUT", self._url("/gateway/bucket-mapping"), json=payload, replay=replay)
+
+    # files
+
+    def _upload_call(
+        self,
+        body: Body,
+        filename: str,
+        bucket: str | None,
+        path: str | None,
+        use_logical_uri: bool,
+        content_type: str | None,
+    ) -> Call:
+        """With a ``path`` (and the bucket, resolved by the caller) the key is known,
+        ``path/filename``, and the body goes raw to ``PUT /files/{bucket}/{key}``;
+        without one it goes in a streamed multipart ``POST /upload`` and the gateway
+        makes up the key (under a scoped key's prefix).
+
+        Raises:
+            InvalidKeyError: unsafe path or filename.
+        """
+        ctype = guess_type(filename, content_type)
+        if path and normalize_path(path):
+            if bucket is None:
+                raise ValueError("the bucket of an upload with a path must be resolved")
+            key = build_object_key(filename, path)
+            url = self._url(f"/files/{quote(bucket, safe='')}/{quote(key, safe='/')}")
+            params = {"use_logical_uri": "true"} if use_logical_uri else None
+            body = replace(body, content_type=ctype)
+            return Call("PUT", url, params=params, headers={"Content-Type": ctype}, body=body)
+        fields: dict[str, str] = {}
+        if bucket:
+            fields["logic_bucket"] = bucket
+        if use_logical_uri:
+            fields["use_logical_uri"] = "true"
+        head, tail, form_type = multipart_framing(fields, form_filename(filename), ctype)
+        body = replace(body, head=head, tail=tail, content_type=form_type)
+        # The gateway makes up the key: a repeat could store a second copy.
+        return Call(
+            "POST",
+            self._url("/upload"),
+            headers={"Content-Type": form_type},
+            body=body,
+            replay=Replay.UNSENT,
+        )
+
+    def _download_call(self, uri: str, offset: int, length: int | None) -> Call:
+        return Call(
+            "GET",
+            self._url("/download"),
+            params={"uri": uri},
+            headers=_download_headers(offset, length),
+            not_found=errors.ObjectNotFoundError,
+        )
+
+    def _presign_call(self, uri: str, expiry_seconds: int | None, method: str) -> Call:
+        params: dict[str, Any] = {"uri": uri, "method": method}
+        if expiry_seconds is not None:
+            params["expiry_seconds"] = expiry_seconds
+        return Call("GET", self._url("/presigned-url"), params=params)
+
+    def _info_call(self, uri: str) -> Call:
+        return Call("GET", self._url("/info"), params={"uri": uri})
+
+    def _delete_call(self, uris: Iterable[str]) -> Call:
+        return Call("DELETE", self._url("/delete"), json={"uris": list(uris)})
+
+    def _list_call(
+        self, logic_bucket: str | None, prefix: str, recursive: bool, use_logical_uri: bool
+    ) -> Call:
+        params: dict[str, Any] = {"prefix": prefix, "recursive": "true" if recursive else "false"}
+        if logic_bucket:
+            params["logic_bucket"] = logic_bucket
+        if use_logical_uri:
+            params["use_logical_uri"] = "true"
+        return Call("GET", self._url("/list"), params=params, not_found=errors.BucketNotFoundError)
+
+    def _health_call(self) -> Call:
+        return Call("GET", self._url("/health"))
+
+    # direct transfers (presigned URLs)
+
+    def _direct_target(self, filename: str, logic_bucket: str, path: str | None) -> tuple[str, str]:
+        """(key, URI) a direct upload presigns: ``path/filename``, or a generated key.
+
+        Raises:
+            InvalidKeyError, URIParseError: unsafe path, filename or bucket.
+        """
+        key = build_object_key(filename, path)
+        return key, encode_uri(logic_bucket, key)
+
+    @staticmethod
+    def _direct_put_call(url: str, body: Body) -> Call:
+        headers = {"Content-Type": body.content_type}
+        return Call("PUT", url, headers=headers, body=body, to_gateway=False)
+
+    @staticmethod
+    def _direct_get_call(url: str, offset: int, length: int | None) -> Call:
+        headers = _download_headers(offset, length)
+        return Call(
+            "GET", url, headers=headers, to_gateway=False, not_found=errors.ObjectNotFoundError
+        )
+
+    @staticmethod
+    def _direct_upload_result(
+        logic_bucket: str, key: str, answer: Any, expected: int | None, use_logical_uri: bool
+    ) -> UploadResult:
+        """The result of a direct upload, shaped as the gateway's own (physical bucket
+        unless ``use_logical_uri``), from the ``/info`` answer after the PUT.
+
+        Raises:
+            RefStoreError: the object is missing or has another size than was sent.
+        """
+        info = answer.get("info") if isinstance(answer, dict) else None
+        if not isinstance(info, dict):
+            raise errors.RefStoreError(
+                f"direct upload to {logic_bucket}/{key} left no object", key=key
+            )
+        size = int(info["size"])
+        if expected is not None and size != expected:
+            raise errors.RefStoreError(
+                f"direct upload stored {size} bytes, {expected} were sent", key=key
+            )
+        bucket = logic_bucket if use_logical_uri else str(info["physical_bucket"])
+        return {"uri": encode_uri(bucket, key), "success": True, "message": UPLOADED, "size": size}
+
+    # answers
+
+    def _should_retry(
+        self,
+        call: Call,
+        attempt: int,
+        *,
+        error: httpx.TransportError | None = None,
+        status: int | None = None,
+        sent: Transferred | None = None,
+    ) -> bool:
+        """Whether attempt number ``attempt`` (0-based) of ``call`` is worth repeating."""
+        if attempt >= self._settings.retry.max_retries:
+            return False
+        started = sent is not None and sent.started
+        if started and call.body is not None and not call.body.replayable:
+            return False
+        if error is not None:
+            if _never_sent(error):
+                # An unreachable presigned host is not retried: the caller falls back.
+                return call.to_gateway
+            if started and sent is not None and not sent.finished:
+                # The server never got the whole body, so it cannot have acted on it (a
+                # server answering early, e.g. 413, and closing can lose its answer).
+                return True
+            return call.replay is Replay.IDEMPOTENT
+        return call.replay is Replay.IDEMPOTENT and status in RETRY_STATUSES
+
+    def _log_retry(self, call: Call, attempt: int, reason: str, delay: float) -> None:
+        logger.warning(
+            "%s %s failed (%s); retry %d/%d in %.2fs",
+            call.method,
+            call.safe_url,
+            reason,
+            attempt,
+            self._settings.retry.max_retries,
+            delay,
+        )
+
+
+def _download_headers(offset: int, length: int | None) -> dict[str, str]:
+    # Identity, so byte counts match ranges when a download is resumed.
+    headers = {"Accept-Encoding": "identity"}
+    value = range_header(offset, length)
+    if value is not None:
+        headers["Range"] = value
+    return headers
+
+
+def _never_sent(error: httpx.TransportError) -> bool:
+    return isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+# -- parsing answers and errors ------------------------------------------------------
+
+# The gateway's table (refstore/web/errors.py), most specific first; a test keeps the
+# two equal. Mapped back, a status and a code give the same class again.
+STATUS_BY_ERROR: tuple[tuple[type[errors.RefStoreError], int], ...] = (
+    (errors.InvalidRangeError, 416),
+    (errors.InvalidInputError, 400),
+    (errors.AuthenticationError, 401),
+    (errors.PermissionDeniedError, 403),
+    (errors.NotFoundError, 404),
+    (errors.ConflictError, 409),
+    (errors.ObjectTooLargeError, 413),
+    (errors.ConnectionError, 503),
+    (errors.SourceError, 502),
+    (errors.ConfigError, 500),
+    (errors.RefStoreError, 502),
+)
+
+ERROR_CLASSES: tuple[type[errors.RefStoreError], ...] = (
+    errors.RefStoreError,
+    errors.ConfigError,
+    errors.ConnectionError,
+    errors.NotFoundError,
+    errors.ObjectNotFoundError,
+    errors.BucketNotFoundError,
+    errors.InvalidInputError,
+    errors.URIParseError,
+    errors.InvalidKeyError,
+    errors.InvalidBucketNameError,
+    errors.InvalidRangeError,
+    errors.UnsafeURLError,
+    errors.PermissionDeniedError,
+    errors.AuthenticationError,
+    errors.ConflictError,
+    errors.ObjectTooLargeError,
+    errors.SourceError,
+)
+CLASS_BY_CODE: dict[str, type[errors.RefStoreError]] = {cls.code: cls for cls in ERROR_CLASSES}
+
+# For answers whose code is missing or unknown (a proxy, MinIO, a framework error).
+CLASS_BY_STATUS: dict[int, type[errors.RefStoreError]] = {
+    400: errors.InvalidInputError,
+    401: errors.AuthenticationError,
+    403: errors.PermissionDeniedError,
+    409: errors.ConflictError,
+    413: errors.ObjectTooLargeError,
+    416: errors.InvalidRangeError,
+    422: errors.InvalidInputError,
+    502: errors.ConnectionError,
+    503: errors.ConnectionError,
+    504: errors.ConnectionError,
+}
+
+# S3 error codes of presigned transfers (MinIO answers XML, not the gateway's JSON).
+CLASS_BY_S3_CODE: dict[str, type[errors.RefStoreError]] = {
+    "NoSuchKey": errors.ObjectNotFoundError,
+    "NoSuchBucket": errors.BucketNotFoundError,
+    "EntityTooLarge": errors.ObjectTooLargeError,
+    "InvalidRange": errors.InvalidRangeError,
+    "AccessDenied": errors.PermissionDeniedError,
+    "SlowDown": errors.ConnectionError,
+    "ServiceUnavailable": errors.ConnectionError,
+}
+
+_S3_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
+_S3_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
+
+
+def status_for(cls: type[errors.RefStoreError]) -> int:
+    """The HTTP status the gateway answers ``cls`` with."""
+    for candidate, status in STATUS_BY_ERROR:
+        if issubclass(cls, candidate):
+            return status
+    return 500
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date)."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def parse_json(response: httpx.Response, call: Call) -> Any:
+    """The JSON of a successful answer.
+
+    Raises:
+        RefStoreError: the body is not JSON (not a RefStore gateway?).
+    """
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise errors.RefStoreError(
+            f"{call.method} {call.safe_url} answered {response.status_code} without JSON "
+            "(is this a RefStore gateway?)",
+            status=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+        ) from exc
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, dict) and isinstance(detail.get("message"), str):
+        return cast(str, detail["message"])
+    if isinstance(detail, list):  # validation errors: [{"loc", "msg", "type"}]
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(p) for p in item.get("loc", ()))
+                parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
+
+
+def error_from_response(response: httpx.Response, call: Call) -> errors.RefStoreError:
+    """The RefStore error an error answer stands for (its body must have been read).
+
+    The gateway's ``code`` picks the class when it agrees with the status (so
+    ``invalid_uri`` gives :class:`URIParseError`); otherwise the status does. The
+    error carries ``status``, ``code``, ``request_id``, ``method``, ``url`` and the
+    parsed ``body`` in ``context`` (``current`` too for a mapping conflict).
+    """
+    status = response.status_code
+    body: Any = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    code: str | None = None
+    detail: Any = None
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        code = body.get("code") if isinstance(body.get("code"), str) else None
+    cls = CLASS_BY_CODE.get(code or "")
+    if cls is None or status_for(cls) != status:
+        cls = None
+        s3_code = _S3_CODE.search(response.content)
+        if detail is None and s3_code:
+            code = s3_code.group(1).decode("ascii", "replace")
+            cls = CLASS_BY_S3_CODE.get(code)
+            message = _S3_MESSAGE.search(response.content)
+            detail = message.group(1).decode("utf-8", "replace") if message else code
+        if cls is None:
+            cls = call.not_found if status == 404 else CLASS_BY_STATUS.get(status)
+        if cls is None:
+            cls = errors.InvalidInputError if 400 <= status < 500 else errors.RefStoreError
+    if detail is None:
+        text = response.text.strip()[:500] if response.content else ""
+        detail = text or f"{response.status_code} {response.reason_phrase}".strip()
+    context: dict[str, Any] = {
+        "status": status,
+        "code": code or cls.code,
+        "request_id": response.headers.get("x-request-id"),
+        "method": call.method,
+        "url": call.safe_url,
+        "body": body if body is not None else detail,
+    }
+    wait = retry_after(response.headers)
+    if wait is not None:
+        context["retry_after"] = wait
+    if isinstance(detail, dict) and "current" in detail:
+        context["current"] = detail["current"]
+    error = cls(_detail_text(detail), **context)
+    error.code = code or cls.code
+    return error
+
+
+def connection_error(
+    exc: httpx.TransportError, call: Call, request_id: str
+) -> errors.ConnectionError:
+    """A :class:`ConnectionError` for a request that got no answer.
+
+    ``context["phase"]`` is ``"connect"`` when the server was never reached.
+    """
+    host = urlsplit(call.url).netloc
+    what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+    phase = "connect" if _never_sent(exc) else "transfer"
+    target = "gateway" if call.to_gateway else "presigned URL host"
+    error = errors.ConnectionError(
+        f"{call.method} {call.safe_url} {what}: cannot reach the {target} at {host} "
+        f"({type(exc).__name__}: {exc})",
+        method=call.method,
+        url=call.safe_url,
+        request_id=request_id if call.to_gateway else None,
+        phase=phase,
+    )
+    return error
+
+
+class Transferred:
+    """Bytes one attempt has sent, reported to a progress callback as they go and
+    taken back (a negative increment) when the attempt fails, so that the increments
+    of a successful call always add up to its size."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self._progress = progress
+        self.count = 0
+        self.started = False
+        self.finished = False
+
+    def add(self, n: int) -> None:
+        self.count += n
+        if self._progress is not None and n:
+            self._progress(n)
+
+    def rollback(self) -> None:
+        if self._progress is not None and self.count:
+            self._progress(-self.count)
+        self.count = 0
+
+
+def delete_failure(uri: str, result: Any) -> errors.RefStoreError:
+    """The error of a one-object delete the gateway reported as failed."""
+    try:
+        decode_uri(uri)
+    except errors.URIParseError as exc:
+        return exc
+    reason = result.get("errors", {}).get(uri, "") if isinstance(result, dict) else ""
+    return errors.RefStoreError(f"could not delete {uri}: {reason or 'failed'}", uri=uri)
+
+
+def missing_object(uri: str) -> errors.ObjectNotFoundError:
+    """The error for an ``/info`` answer with ``exists: false``."""
+    return errors.ObjectNotFoundError(
+        f"object not found: {uri}", uri=uri, status=404, code="object_not_found"
+    )
+
+
+def total_size(response: httpx.Response) -> int | None:
+    """Size of the whole object: from ``Content-Range`` (``bytes a-b/N``), else the
+    length of a complete (200) answer."""
+    content_range = response.headers.get("content-range", "")
+    if "/" in content_range:
+        total = content_range.rsplit("/", 1)[1].strip()
+        return int(total) if total.isdigit() else None
+    length = response.headers.get("content-length", "")
+    return int(length) if response.status_code == 200 and length.isdigit() else None

@@ -1,0 +1,61 @@
+"""The shapes the gateway SDK returns (plain dicts at runtime, as in refstore 0.3.0)."""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO, TypedDict
+
+from ..backends.base import ProgressCallback
+
+UploadData = bytes | bytearray | memoryview | BinaryIO
+"""What ``upload_file`` accepts: bytes, or a readable binary file object (streamed)."""
+
+__all__ = [
+    "DeleteResult",
+    "FileInfoResult",
+    "ListResult",
+    "PresignedURL",
+    "ProgressCallback",
+    "UploadData",
+    "UploadResult",
+]
+
+
+class UploadResult(TypedDict):
+    """``{"uri", "success", "message", "size"}``, the same for proxied and direct uploads."""
+
+    uri: str
+    success: bool
+    message: str | None
+    size: int | None
+
+
+class PresignedURL(TypedDict):
+    """``{"url", "uri", "expiry", "method"}``."""
+
+    url: str
+    uri: str
+    expiry: int | None
+    method: str
+
+
+class FileInfoResult(TypedDict):
+    """``{"uri", "info", "exists"}``; ``info`` is None (and ``exists`` False) when missing."""
+
+    uri: str
+    info: dict[str, Any] | None
+    exists: bool
+
+
+class DeleteResult(TypedDict):
+    """``{"deleted", "failed", "errors"}``: missing objects count as deleted."""
+
+    deleted: list[str]
+    failed: list[str]
+    errors: dict[str, str]
+
+
+class ListResult(TypedDict):
+    """``{"logic_bucket", "files"}``; each file has ``object_name``, ``size``, ``s3_uri``..."""
+
+    logic_bucket: str
+    files: list[dict[str, Any]]
