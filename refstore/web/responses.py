@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from email.utils import format_datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..aio import AsyncObjectStream
+from ..backends import ObjectInfo
 from ..errors import InvalidRangeError
+from ..store import RefStore
 from ..uri import decode_uri
 from .state import Gateway
 from .transfer import content_disposition, parse_range
@@ -45,6 +48,20 @@ def _etag_matches(header: str, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
+SMALL_BODY = 256 * 1024
+"""Objects up to this size are read in the same thread hop that opens them and sent
+whole: one hop per request instead of open, read and close."""
+
+
+def _open(store: RefStore, uri: str, offset: int, length: int | None) -> tuple[Any, bytes | None]:
+    """(open stream, None), or (the object's info, its bytes) when it is small."""
+    stream = store.open(uri, offset=offset, length=length)
+    if stream.length > SMALL_BODY:
+        return stream, None
+    with stream:
+        return stream.info, stream.read()
+
+
 async def object_response(gateway: Gateway, uri: str, request: Request) -> Response:
     """The object at ``uri`` as a streaming 200/206 response (or 304).
 
@@ -57,18 +74,18 @@ async def object_response(gateway: Gateway, uri: str, request: Request) -> Respo
     if range_header:
         size = (await store.get_file_info(uri))["size"]
         byte_range = parse_range(range_header, size)
-    if byte_range is not None:
-        try:
-            stream = await store.open(uri, offset=byte_range.start, length=byte_range.length)
-        except InvalidRangeError as exc:
+    offset, length = (byte_range.start, byte_range.length) if byte_range else (0, None)
+    try:
+        opened, body = await store.run_blocking(_open, store.sync, uri, offset, length)
+    except InvalidRangeError as exc:
+        if byte_range is not None:
             exc.context.setdefault("size", size)
-            raise
-    else:
-        stream = await store.open(uri)
-    info = stream.info
+        raise
+    stream = None if body is not None else AsyncObjectStream(opened, gateway.executor)
+    info: ObjectInfo = opened if stream is None else stream.info
     headers = {
         "Accept-Ranges": "bytes",
-        "Content-Length": str(stream.length),
+        "Content-Length": str(len(body) if body is not None else opened.length),
         "Content-Disposition": content_disposition(decode_uri(uri)[1].rsplit("/", 1)[-1]),
     }
     if info.etag:
@@ -77,7 +94,8 @@ async def object_response(gateway: Gateway, uri: str, request: Request) -> Respo
         headers["Last-Modified"] = format_datetime(info.last_modified, usegmt=True)
     if_none_match = request.headers.get("if-none-match")
     if if_none_match and info.etag and _etag_matches(if_none_match, info.etag):
-        await stream.aclose()
+        if stream is not None:
+            await stream.aclose()
         return Response(
             status_code=304,
             headers={k: v for k, v in headers.items() if k in ("ETag", "Last-Modified")},
@@ -86,6 +104,9 @@ async def object_response(gateway: Gateway, uri: str, request: Request) -> Respo
     if byte_range is not None:
         status = 206
         headers["Content-Range"] = byte_range.content_range(info.size)
+    if stream is None:
+        gateway.metrics.transfer_bytes.labels("out").inc(len(body or b""))
+        return Response(body, status_code=status, headers=headers, media_type=info.content_type)
     return ObjectResponse(
         stream, gateway, status_code=status, headers=headers, media_type=info.content_type
     )
