@@ -159,3 +159,20 @@ class SourceError(RefStoreError):
     """The remote source of ``upload_from_url`` failed (status, timeout, deadline)."""
 
     code = "source_error"
+
+
+HTTP_STATUS_BY_ERROR: tuple[tuple[type[RefStoreError], int], ...] = (
+    (InvalidRangeError, 416),
+    (InvalidInputError, 400),
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (ObjectTooLargeError, 413),
+    (ConnectionError, 503),
+    (SourceError, 502),
+    (ConfigError, 500),
+    (RefStoreError, 502),
+)
+"""HTTP status of each error class, most specific first (the first match wins): the
+gateway answers with it and the SDK maps it back to the same class."""

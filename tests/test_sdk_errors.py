@@ -24,7 +24,7 @@ from servers import MinioServer, free_port
 
 from refstore import errors
 from refstore.gateway import AsyncGatewayClient, RetryPolicy
-from refstore.gateway._core import STATUS_BY_ERROR, Call, error_from_response
+from refstore.gateway._core import Call, error_from_response
 
 BUCKET = unique("sdk-err")
 FULL = unique("sdk-full")
@@ -218,13 +218,7 @@ def test_a_stale_mapping_version_carries_the_current_mapping(face, gateway):
         with pytest.raises(errors.ConflictError) as stale:
             client.update_bucket_mapping(False, {}, version={**version, "generation": 4})
     assert stale.value.context["current"]["version"]["generation"] == 5
-    assert "older" in stale.value.detail or stale.value.detail
-
-
-def test_the_sdk_status_table_is_the_gateways():
-    from refstore.web.errors import STATUS_BY_ERROR as GATEWAY_TABLE
-
-    assert STATUS_BY_ERROR == GATEWAY_TABLE
+    assert "older" in str(stale.value.detail)
 
 
 @pytest.mark.parametrize(

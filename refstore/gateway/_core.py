@@ -565,21 +565,9 @@ def _never_sent(error: httpx.TransportError) -> bool:
 
 # -- parsing answers and errors ------------------------------------------------------
 
-# The gateway's table (refstore/web/errors.py), most specific first; a test keeps the
-# two equal. Mapped back, a status and a code give the same class again.
-STATUS_BY_ERROR: tuple[tuple[type[errors.RefStoreError], int], ...] = (
-    (errors.InvalidRangeError, 416),
-    (errors.InvalidInputError, 400),
-    (errors.AuthenticationError, 401),
-    (errors.PermissionDeniedError, 403),
-    (errors.NotFoundError, 404),
-    (errors.ConflictError, 409),
-    (errors.ObjectTooLargeError, 413),
-    (errors.ConnectionError, 503),
-    (errors.SourceError, 502),
-    (errors.ConfigError, 500),
-    (errors.RefStoreError, 502),
-)
+# The gateway's table, most specific first. Mapped back, a status and a code give the
+# same class again.
+STATUS_BY_ERROR = errors.HTTP_STATUS_BY_ERROR
 
 ERROR_CLASSES: tuple[type[errors.RefStoreError], ...] = (
     errors.RefStoreError,

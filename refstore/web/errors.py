@@ -19,20 +19,7 @@ logger = logging.getLogger("refstore.web")
 
 RETRY_AFTER_SECONDS = 5
 
-# Most specific first: the first matching class wins.
-STATUS_BY_ERROR: tuple[tuple[type[errors.RefStoreError], int], ...] = (
-    (errors.InvalidRangeError, 416),
-    (errors.InvalidInputError, 400),
-    (errors.AuthenticationError, 401),
-    (errors.PermissionDeniedError, 403),
-    (errors.NotFoundError, 404),
-    (errors.ConflictError, 409),
-    (errors.ObjectTooLargeError, 413),
-    (errors.ConnectionError, 503),
-    (errors.SourceError, 502),
-    (errors.ConfigError, 500),
-    (errors.RefStoreError, 502),
-)
+STATUS_BY_ERROR = errors.HTTP_STATUS_BY_ERROR
 
 CODE_BY_STATUS = {
     400: "bad_request",
