@@ -18,6 +18,11 @@ from ..uri import decode_uri
 from .state import Gateway
 from .transfer import content_disposition, parse_range
 
+READ_CHUNK = 4 * 1024 * 1024
+"""Bytes a download reads from storage per thread hop. Each chunk costs a hop, a loop
+wake-up and a few partial socket writes: 4 MiB moves a MB for 15-25% less gateway CPU
+than 1 MiB (bench/gateway.py); a download holds about two chunks."""
+
 
 class ObjectResponse(StreamingResponse):
     """Streams an object and always releases the backend stream, even when the
@@ -31,7 +36,10 @@ class ObjectResponse(StreamingResponse):
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         counter = self._gateway.metrics.transfer_bytes.labels("out")
-        async for chunk in self._stream:
+        remaining = self._stream.length
+        while remaining > 0:  # stop at the length: no thread hop for an empty last read
+            chunk = await self._stream.read(min(READ_CHUNK, remaining))
+            remaining -= len(chunk)
             counter.inc(len(chunk))
             yield chunk
 

@@ -84,7 +84,11 @@ class Gateway:
         self.executor.shutdown(wait=False)
 
 
-def get_gateway(request: Request) -> Gateway:
+# Dependencies are coroutines: FastAPI runs plain ``def`` dependencies in its thread
+# pool, a hop per dependency per request that waits for the GIL under load.
+
+
+async def get_gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
@@ -92,7 +96,7 @@ def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     gateway: GatewayDep,
     authorization: Annotated[
@@ -107,7 +111,7 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_admin(principal: PrincipalDep) -> Principal:
+async def get_admin(principal: PrincipalDep) -> Principal:
     principal.require_admin()
     return principal
 
