@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import logging
 import os
 import re
@@ -194,8 +195,13 @@ def test_each_error_answer_maps_back_to_its_class(face, gateway, key, call, expe
     assert error.context["status"] == status and error.context["code"] == code
     assert error.detail and str(error) == error.detail
     assert re.fullmatch(r"[0-9a-f]{32}", error.request_id or "")
-    # The request id is the one the gateway logged for this request.
-    assert len(access_lines(gateway, error.request_id)) == 1
+    # The request id is the one the gateway logged for this request. An early 413 can be
+    # lost by an async client whose body is still being written; the SDK then sends the
+    # request again with the same id, so each attempt must be logged with this status.
+    lines = access_lines(gateway, error.request_id)
+    attempts = 2 if status == 413 else 1
+    assert 1 <= len(lines) <= attempts
+    assert all(json.loads(line)["status"] == status for line in lines)
 
 
 def test_errors_are_also_the_builtin_exceptions_callers_expect(face, gateway):
