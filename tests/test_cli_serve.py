@@ -49,7 +49,7 @@ def test_serve_without_config_uses_local_storage_and_prints_a_token(tmp_path):
             time.sleep(0.1)
         text = log.read_text()
         assert "embedded local backend" in text
-        token = re.search(r"REFSTORE_TOKEN=(\S+)", text).group(1)
+        token = re.search(r"REFSTORE_API_KEY=(\S+)", text).group(1)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/files/default/hello.txt",
             data=b"hi",
@@ -59,6 +59,19 @@ def test_serve_without_config_uses_local_storage_and_prints_a_token(tmp_path):
         with urllib.request.urlopen(request) as response:
             assert response.status == 200
         assert (tmp_path / "refstore-data" / "default" / "hello.txt").read_bytes() == b"hi"
+
+        # The printed export line is all the CLI needs.
+        exported = re.search(r"export (REFSTORE_GATEWAY_URL=\S+) (REFSTORE_API_KEY=\S+)", text)
+        client_env = dict(env, **dict(pair.split("=", 1) for pair in exported.groups()))
+        listing = subprocess.run(
+            [sys.executable, "-m", "refstore.cli", "ls"],
+            capture_output=True,
+            text=True,
+            env=client_env,
+            timeout=60,
+        )
+        assert listing.returncode == 0, listing.stderr
+        assert "s3://default/hello.txt" in listing.stdout
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)

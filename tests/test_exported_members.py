@@ -51,7 +51,7 @@ def test_importing_refstore_does_not_import_service_or_sdk_dependencies():
     code = (
         "import sys, refstore; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'fastapi', 'starlette', 'httpx', 'kopf', 'uvicorn', 'prometheus_client'}))"
+        "{'fastapi', 'starlette', 'httpx', 'kopf', 'uvicorn', 'prometheus_client', 'tqdm'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

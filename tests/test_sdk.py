@@ -223,6 +223,30 @@ def test_upload_without_a_path_gets_a_dated_key(client, admin):
     assert stored(admin, result["uri"]) == b"dated"
 
 
+def test_upload_to_an_exact_uri_even_at_the_top_of_the_bucket(client, admin):
+    top = f"s3://{BUCKET}/{unique('top')}.json"
+    result = client.upload_to(top, b'{"a": 1}')
+    assert result == {"uri": top, "success": True, "message": UPLOADED, "size": 8}
+    assert stored(admin, top) == b'{"a": 1}'
+    assert client.get_file_info(top)["info"]["content_type"] == "application/json"
+
+    data = os.urandom(2 * MiB + 5)
+    progress = Progress()
+    nested = f"s3://{BUCKET}/exact/{unique('n')}/blob"
+    replaced = client.upload_to(
+        nested, io.BytesIO(data), content_type="x-test/blob", progress=progress
+    )
+    assert replaced["size"] == len(data) and progress.total == len(data)
+    assert stored(admin, nested) == data
+    assert client.get_file_info(nested)["info"]["content_type"] == "x-test/blob"
+
+
+@pytest.mark.parametrize("uri", ["s3://{bucket}", "s3://{bucket}/a/../b", "http://x/y"])
+def test_upload_to_refuses_a_bad_uri_before_any_request(client, uri):
+    with pytest.raises(URIParseError):
+        client.upload_to(uri.format(bucket=BUCKET), b"never sent")
+
+
 def test_a_seekable_file_is_sent_from_its_current_position(client, admin):
     data = os.urandom(3 * MiB + 17)
     file = io.BytesIO(data)

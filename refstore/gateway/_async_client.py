@@ -266,6 +266,34 @@ class AsyncGatewayClient(BaseGatewayClient):
             body, filename, logic_bucket, path, use_logical_uri, content_type, progress
         )
 
+    async def upload_to(
+        self,
+        uri: str,
+        file_data: UploadData,
+        *,
+        content_type: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> UploadResult:
+        """Upload bytes or a binary file object to exactly ``s3://bucket/key``
+        (raw ``PUT /files/{bucket}/{key}``, streamed), replacing what is there.
+
+        Like :meth:`upload_file`, seekable files and bytes are sent again when a
+        retry is needed.
+
+        Args:
+            content_type: Stored with the object (default: guessed from the key).
+            progress: Called with each number of bytes sent.
+
+        Returns:
+            ``{"uri", "success", "message", "size"}``.
+
+        Raises:
+            URIParseError: not an ``s3://bucket/key`` URI, or an unsafe key.
+            Others as for :meth:`upload_file`.
+        """
+        call = self._upload_to_call(uri, body_from_data(file_data), content_type)
+        return cast(UploadResult, await self._json(call, progress))
+
     async def upload_from_local(
         self,
         local_path: str | os.PathLike[str],

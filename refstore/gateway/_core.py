@@ -409,11 +409,9 @@ class BaseGatewayClient:
         if path and normalize_path(path):
             if bucket is None:
                 raise ValueError("the bucket of an upload with a path must be resolved")
-            key = build_object_key(filename, path)
-            url = self._url(f"/files/{quote(bucket, safe='')}/{quote(key, safe='/')}")
-            params = {"use_logical_uri": "true"} if use_logical_uri else None
-            body = replace(body, content_type=ctype)
-            return Call("PUT", url, params=params, headers={"Content-Type": ctype}, body=body)
+            return self._put_call(
+                body, bucket, build_object_key(filename, path), ctype, use_logical_uri
+            )
         fields: dict[str, str] = {}
         if bucket:
             fields["logic_bucket"] = bucket
@@ -429,6 +427,24 @@ class BaseGatewayClient:
             body=body,
             replay=Replay.UNSENT,
         )
+
+    def _upload_to_call(self, uri: str, body: Body, content_type: str | None) -> Call:
+        """A raw ``PUT /files/{bucket}/{key}`` to the object ``uri`` names.
+
+        Raises:
+            URIParseError: not an ``s3://bucket/key`` URI, or an unsafe key.
+        """
+        bucket, key = decode_uri(uri)
+        ctype = guess_type(key.rsplit("/", 1)[-1], content_type)
+        return self._put_call(body, bucket, key, ctype, use_logical_uri=False)
+
+    def _put_call(
+        self, body: Body, bucket: str, key: str, content_type: str, use_logical_uri: bool
+    ) -> Call:
+        url = self._url(f"/files/{quote(bucket, safe='')}/{quote(key, safe='/')}")
+        params = {"use_logical_uri": "true"} if use_logical_uri else None
+        body = replace(body, content_type=content_type)
+        return Call("PUT", url, params=params, headers={"Content-Type": content_type}, body=body)
 
     def _download_call(self, uri: str, offset: int, length: int | None) -> Call:
         return Call(

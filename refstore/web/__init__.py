@@ -8,13 +8,26 @@ first, as in refstore 0.3.0. ``create_app(settings)`` builds independent apps.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
-
-from .app import create_app
 from .settings import GatewaySettings, load_settings, settings_from_library_config
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.types import Receive, Scope, Send
+
+    from .app import create_app
+
+
+def __getattr__(name: str) -> Any:
+    # FastAPI and the routes load only when an app is built: reading settings
+    # (refstore --config ...) stays fast.
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["GatewaySettings", "create_app", "init_web_service", "load_settings", "web_app"]
 
@@ -35,6 +48,8 @@ class _ModuleApp:
     @property
     def app(self) -> FastAPI:
         if self._app is None:
+            from .app import create_app
+
             self._app = create_app(self._settings or GatewaySettings())
         return self._app
 

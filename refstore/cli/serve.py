@@ -1,4 +1,4 @@
-"""The ``refstore`` command."""
+"""``refstore serve``: run the gateway."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import Sequence
 
 SERVE_EPILOG = """\
 configuration (highest precedence first):
@@ -25,12 +24,7 @@ and printed at start-up.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="refstore",
-        description="RefStore: object storage on MinIO, its gateway and tools.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the gateway (HTTP API) on MinIO or the embedded local backend",
@@ -54,17 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: %(default)s)",
     )
-    return parser
+    serve.set_defaults(handler=serve_command)
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve_command(args: argparse.Namespace) -> int:
     import logging
 
     import uvicorn
 
-    from .errors import ConfigError
-    from .web.middleware import configure_json_logging
-    from .web.settings import CONFIG_ENV, load_settings
+    from ..errors import ConfigError
+    from ..web.middleware import configure_json_logging
+    from ..web.settings import CONFIG_ENV, load_settings
 
     configure_json_logging(getattr(logging, args.log_level.upper()))
     log = logging.getLogger("refstore.cli")
@@ -82,8 +76,10 @@ def serve(args: argparse.Namespace) -> int:
         os.environ["REFSTORE_AUTH__ADMIN_TOKENS"] = json.dumps([token])
         print(
             f"No admin token or API key is configured; generated an admin token for this run:\n"
-            f"  export REFSTORE_TOKEN={token}\n"
-            f'  curl -H "Authorization: Bearer $REFSTORE_TOKEN" http://{args.host}:{args.port}/list',
+            f"  export REFSTORE_GATEWAY_URL=http://{args.host}:{args.port}"
+            f" REFSTORE_API_KEY={token}\n"
+            f"  refstore ls                # or any refstore command; see refstore --help\n"
+            f'  curl -H "Authorization: Bearer $REFSTORE_API_KEY" http://{args.host}:{args.port}/list',
             file=sys.stderr,
         )
     if settings.minio is None:
@@ -99,14 +95,3 @@ def serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
-
-
-if __name__ == "__main__":
-    sys.exit(main())
