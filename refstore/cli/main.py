@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -244,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return int(args.handler(args))
     out = Output(as_json=args.json, progress=args.progress)
+    # Library warnings (e.g. the SDK retrying) are notes for the person at the terminal.
+    logging.basicConfig(level=logging.WARNING, format="refstore: %(message)s")
     command = " ".join(
         part
         for part in (
