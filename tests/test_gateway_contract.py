@@ -925,3 +925,104 @@ def test_multipart_upload_keeps_a_non_ascii_filename(gateway, bucket):
     )
     assert response.status_code == 200, response.text
     assert response.json()["uri"] == f"s3://{bucket}/intl/报告.pdf"
+
+
+# -- the fast object routes answer as the declared ones ---------------------------------
+
+COMPARED_HEADERS = (
+    "content-type",
+    "content-length",
+    "content-range",
+    "content-disposition",
+    "etag",
+    "last-modified",
+    "accept-ranges",
+    "www-authenticate",
+)
+
+
+def answer(response: httpx.Response) -> tuple[int, dict[str, str], bytes]:
+    headers = {name: response.headers.get(name, "") for name in COMPARED_HEADERS}
+    return response.status_code, headers, response.content
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "get",
+        "get-range",
+        "get-etag-match",
+        "get-range-beyond",
+        "get-missing",
+        "get-no-key",
+        "get-bad-key",
+        "get-bad-bucket",
+        "download",
+        "download-bad-uri",
+        "download-missing",
+    ],
+)
+def test_fast_reads_answer_exactly_as_the_declared_routes(gateway, ranged_uri, case):
+    """GET /files and /download are answered by FastObjectRoutes; an extra query parameter
+    sends the same request through FastAPI's declared route instead."""
+    bucket, key = ranged_uri.removeprefix("s3://").split("/", 1)
+    etag = gateway.admin.get(f"/files/{bucket}/{key}").headers["etag"]
+    path, params, headers, token = f"/files/{bucket}/{key}", {}, {}, ADMIN_TOKEN
+    if case == "get-range":
+        headers = {"Range": "bytes=10-19"}
+    elif case == "get-etag-match":
+        headers = {"If-None-Match": etag}
+    elif case == "get-range-beyond":
+        headers = {"Range": "bytes=5000-"}
+    elif case == "get-missing":
+        path = f"/files/{bucket}/nothing/here"
+    elif case == "get-no-key":
+        token = None
+    elif case == "get-bad-key":
+        token = "not-a-key"
+    elif case == "get-bad-bucket":
+        path = "/files/Bad_Bucket/x"
+    elif case.startswith("download"):
+        path = "/download"
+        uri = {"download": ranged_uri, "download-bad-uri": "s3://x/../y"}.get(
+            case, f"s3://{bucket}/missing"
+        )
+        params = {"uri": uri}
+    with gateway.client(token) as client:
+        fast = client.get(path, params=params, headers=headers)
+        declared = client.get(path, params={**params, "via": "fastapi"}, headers=headers)
+    assert answer(fast) == answer(declared)
+    assert fast.status_code in (200, 206, 304, 400, 401, 404, 416)
+
+
+@pytest.mark.parametrize("query", ["", "?use_logical_uri=true", "?use_logical_uri=no"])
+def test_fast_writes_answer_exactly_as_the_declared_route(gateway, bucket, query):
+    fast = gateway.admin.put(f"/files/{bucket}/fast/a.txt{query}", content=b"fast")
+    declared_query = f"{query}&via=fastapi" if query else "?via=fastapi"
+    declared = gateway.admin.put(f"/files/{bucket}/fast/a.txt{declared_query}", content=b"fast")
+    assert fast.status_code == declared.status_code == 200
+    assert (
+        fast.json()
+        == declared.json()
+        == {
+            "uri": f"s3://{bucket}/fast/a.txt",
+            "success": True,
+            "message": "File uploaded successfully",
+            "size": 4,
+        }
+    )
+    bad = gateway.admin.put(f"/files/{bucket}/fast/a.txt?use_logical_uri=maybe", content=b"x")
+    assert_error(bad, 422)
+
+
+def test_fast_routes_are_counted_under_their_route_templates(gateway, ranged_uri):
+    bucket, key = ranged_uri.removeprefix("s3://").split("/", 1)
+    before = gateway.metrics()
+    gateway.admin.get(f"/files/{bucket}/{key}")
+    gateway.admin.put(f"/files/{bucket}/counted.txt", content=b"c")
+    after = gateway.metrics()
+    template = "/files/{bucket}/{key:path}"
+    for method in ("GET", "PUT"):
+        labels = {"method": method, "route": template, "status": "200"}
+        counted = _sample(after, "refstore_http_requests_total", **labels)
+        assert counted - _sample(before, "refstore_http_requests_total", **labels) == 1

@@ -174,6 +174,13 @@ class Body:
             return None
         return len(self.head) + self.size + len(self.tail)
 
+    def inline(self, limit: int) -> bytes | None:
+        """The whole body as one bytes object when it is in memory and at most ``limit``
+        bytes: httpx sends that for less CPU than a stream of chunks (small uploads)."""
+        if self.data is None or self.size is None or self.size > limit:
+            return None
+        return self.head + bytes(self.data) + self.tail
+
 
 def body_from_data(file_data: UploadData) -> Body:
     """Describe ``upload_file`` data. Seekable files are sent from their current

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from .errors import install_error_handlers
+from .fast_routes import FastObjectRoutes
 from .metrics import Metrics
 from .middleware import ObservabilityMiddleware
 from .routes_files import register_url_upload
@@ -69,6 +70,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(FastObjectRoutes)  # inside the observability middleware (added last)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     app.include_router(service_router)
     app.include_router(files_router)

@@ -67,20 +67,27 @@ def refstore_error_response(exc: errors.RefStoreError) -> JSONResponse:
     return error_response(status, detail, exc.code, headers)
 
 
+def answer_refstore_error(
+    request: Request, operation: str, exc: errors.RefStoreError
+) -> JSONResponse:
+    """The error answer; a backend failure is also logged, counted and marks the backend down."""
+    if status_for(exc) >= 500:
+        logger.warning("backend error on %s: %s", request.url.path, exc)
+        gateway = getattr(request.app.state, "gateway", None)
+        if gateway is not None:
+            gateway.metrics.backend_errors.labels(operation, exc.code).inc()
+            if isinstance(exc, errors.ConnectionError):
+                gateway.set_backend_up(False)
+    return refstore_error_response(exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer RefStore errors, HTTP errors and validation errors with the JSON body."""
 
     async def on_refstore_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.RefStoreError)
-        if status_for(exc) >= 500:
-            logger.warning("backend error on %s: %s", request.url.path, exc)
-            gateway = getattr(request.app.state, "gateway", None)
-            if gateway is not None:
-                operation = getattr(request.scope.get("endpoint"), "__name__", "unknown")
-                gateway.metrics.backend_errors.labels(operation, exc.code).inc()
-                if isinstance(exc, errors.ConnectionError):
-                    gateway.set_backend_up(False)
-        return refstore_error_response(exc)
+        operation = getattr(request.scope.get("endpoint"), "__name__", "unknown")
+        return answer_refstore_error(request, operation, exc)
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

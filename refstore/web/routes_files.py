@@ -207,6 +207,19 @@ async def upload_raw(
     use_logical_uri: bool = False,
 ) -> UploadResponse:
     """The body is streamed to `s3://{bucket}/{key}`; `Content-Type` is stored with it."""
+    return await write_object(gateway, principal, request, bucket, key, use_logical_uri)
+
+
+async def write_object(
+    gateway: Gateway,
+    principal: Principal,
+    request: Request,
+    bucket: str,
+    key: str,
+    use_logical_uri: bool = False,
+) -> UploadResponse:
+    """Store the request body at the key, if the key may write there (the raw upload
+    route, and :class:`~refstore.web.fast_routes.FastObjectRoutes`)."""
     uri = encode_uri(bucket, key)
     principal.require(Action.write, bucket, key, gateway.mapping)
     info = await receive_raw(gateway, request, uri)
@@ -240,8 +253,8 @@ async def download(
     principal: PrincipalDep,
     uri: Annotated[str, Query(description="s3://bucket/key")],
 ) -> Response:
-    _authorize_uri(gateway, principal, Action.read, uri)
-    return await object_response(gateway, uri, request)
+    bucket, key = decode_uri(uri)
+    return await read_object(gateway, principal, request, bucket, key)
 
 
 @router.get(
@@ -253,6 +266,14 @@ async def download(
 async def download_path(
     bucket: str, key: str, request: Request, gateway: GatewayDep, principal: PrincipalDep
 ) -> Response:
+    return await read_object(gateway, principal, request, bucket, key)
+
+
+async def read_object(
+    gateway: Gateway, principal: Principal, request: Request, bucket: str, key: str
+) -> Response:
+    """The object's bytes, if the key may read it (both download routes, and
+    :class:`~refstore.web.fast_routes.FastObjectRoutes`)."""
     uri = encode_uri(bucket, key)
     principal.require(Action.read, bucket, key, gateway.mapping)
     return await object_response(gateway, uri, request)
