@@ -43,6 +43,7 @@ from typing import Any
 import httpx
 import library as lib  # bench/library.py: shared helpers, sys.path for tests/ and the repo
 import psutil
+import urllib3
 from gateway_process import ADMIN_TOKEN, GatewayProcess
 from minio import Minio
 from servers import MinioServer, free_port
@@ -106,6 +107,7 @@ class Env:
     gateway: GatewayProcess
     direct: Minio
     http: httpx.Client
+    pool: urllib3.HTTPConnectionPool
     large_file: Path
     rss_file: Path
     gateway_proc: psutil.Process = field(init=False)
@@ -154,11 +156,13 @@ def open_env(root: Path, params: Params, stack: contextlib.ExitStack) -> Env:
     gateway = stack.enter_context(GatewayProcess(settings))
     direct = lib.raw_client(server)
     http = stack.enter_context(http_client(gateway.url))
+    pool = gateway_pool(gateway.url)
+    stack.callback(pool.close)
     large_file = root / "large.bin"
     rss_file = root / "rss.bin"
     lib.write_random_file(large_file, params.large_size)
     lib.write_random_file(rss_file, params.rss_size)
-    return Env(root, server, gateway, direct, http, large_file, rss_file)
+    return Env(root, server, gateway, direct, http, pool, large_file, rss_file)
 
 
 def small_key(i: int) -> str:
@@ -210,7 +214,10 @@ def print_header(params: Params, quick: bool, env: Env) -> None:
     )
     accelerators = loaded_extensions(env.gateway.pid)
     lib.emit(f"                C accelerators loaded by the gateway: {accelerators}")
-    lib.emit(f"client          httpx {version('httpx')} (h11), psutil {version('psutil')}")
+    lib.emit(f"client          urllib3 {version('urllib3')} for downloads (the HTTP library of")
+    lib.emit(
+        f"                minio-py), httpx {version('httpx')} (h11) for uploads and reference rows"
+    )
     lib.emit(f"MinIO server    {lib.minio_server_version()}")
     lib.emit(f"refstore        git {lib.git_revision()}")
     lib.emit(f"temp dir        {env.root} (MinIO data and source files, single drive)")
@@ -269,7 +276,15 @@ class Pairing:
     sides: dict[str, Any]
     reps: int = 1
     """Repetitions per timed batch (throughput); small GET batches are timed instead."""
-    samples: dict[str, list[Sample]] = field(default_factory=lambda: {"gateway": [], "direct": []})
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.samples = {side: [] for side in self.sides}
+
+    @property
+    def references(self) -> list[str]:
+        """Sides shown for diagnosis, beside the gateway/direct comparison."""
+        return [side for side in self.sides if side not in ("gateway", "direct")]
 
     def rates(self, side: str) -> list[float]:
         return [sample.rate for sample in self.samples[side]]
@@ -292,7 +307,30 @@ class Pairing:
         return sides[::-1] if round_index % 2 else sides
 
 
-def drain_gateway(http: httpx.Client, key: str) -> int:
+HTTPX_SIDE = "gateway, httpx client"
+
+
+def gateway_pool(url: str) -> urllib3.HTTPConnectionPool:
+    """Keep-alive connections to the gateway through urllib3, as minio-py reaches MinIO."""
+    host, port = url.removeprefix("http://").split(":")
+    return urllib3.HTTPConnectionPool(host, int(port), maxsize=CONCURRENCY, headers=AUTH)
+
+
+def drain_gateway(pool: urllib3.HTTPConnectionPool, key: str) -> int:
+    """Stream a GET in 1 MiB reads (as the direct side's get_object().stream(1 MiB))."""
+    response = pool.request("GET", object_path(key), preload_content=False)
+    total = 0
+    try:
+        if response.status != 200:
+            raise RuntimeError(f"GET {key}: HTTP {response.status}")
+        for chunk in response.stream(lib.CHUNK):
+            total += len(chunk)
+    finally:
+        response.release_conn()
+    return total
+
+
+def drain_gateway_httpx(http: httpx.Client, key: str) -> int:
     total = 0
     with http.stream("GET", object_path(key)) as response:
         response.raise_for_status()
@@ -330,8 +368,9 @@ def throughput_pairings(env: Env, params: Params) -> list[Pairing]:
         "download (GET)",
         TARGET_DOWNLOAD,
         {
-            "gateway": lambda i: lib.expect(drain_gateway(env.http, LARGE_KEY), size, "GET"),
+            "gateway": lambda i: lib.expect(drain_gateway(env.pool, LARGE_KEY), size, "GET"),
             "direct": lambda i: lib.expect(lib.drain_raw(env.direct, LARGE_KEY), size, "get"),
+            HTTPX_SIDE: lambda i: lib.expect(drain_gateway_httpx(env.http, LARGE_KEY), size, "GET"),
         },
         params.download_reps,
     )
@@ -404,9 +443,18 @@ def print_throughput(pairings: list[Pairing], size: int) -> None:
             f"{pairing.ratio():>7.3f}{lib.quartiles(pairing.ratios()):>11}"
             f"{'>= ' + format(pairing.target, '.1f'):>8}  {lib.verdict(pairing.passed())}"
         )
+        for side in pairing.references:
+            rates = pairing.rates(side)
+            lib.emit(
+                f"  {side:<16}{statistics.median(rates):>8.1f} [{lib.spread(rates):>7}]{'':>18}"
+                f"{pairing.ratio(side):>7.3f}{lib.quartiles(pairing.ratios(side)):>11}"
+                f"{'':>8}  (reference)"
+            )
     lib.emit("ratio = median over rounds of gateway/direct within the round; IQR = interquartile")
     lib.emit("  range of those per-round ratios.")
-    lib.emit("gateway: GET /files/{bucket}/{key} streamed with httpx (iter_raw, bytes discarded);")
+    lib.emit("gateway: GET /files/{bucket}/{key} streamed with urllib3 in 1 MiB reads, as the")
+    lib.emit("  direct side's minio-py does (same HTTP library: the ratio measures the gateway,")
+    lib.emit(f"  not the client); {HTTPX_SIDE}: the same GET with httpx iter_raw;")
     lib.emit("  PUT /files/{bucket}/{key} with the open file as body (Content-Length known);")
     lib.emit(
         "  POST /upload, httpx files= with the open file (fields first, Content-Length known)."
@@ -414,7 +462,7 @@ def print_throughput(pairings: list[Pairing], size: int) -> None:
     lib.emit("direct: get_object().stream(1 MiB) and fput_object (the same upload for both")
     lib.emit("  upload rows, each paired with its own gateway batch in the same round).")
     lib.emit()
-    print_cpu(pairings, "MB moved")
+    print_cpu(pairings, "MB moved", (HTTPX_SIDE,))
 
 
 def print_cpu(pairings: list[Pairing], unit: str, extra_sides: tuple[str, ...] = ()) -> None:
@@ -422,6 +470,8 @@ def print_cpu(pairings: list[Pairing], unit: str, extra_sides: tuple[str, ...] =
     lib.emit(f"{'operation':<18}{'side':<22}{'client':>8}{'gateway':>9}{'MinIO':>8}{'total':>8}")
     for pairing in pairings:
         for side in ("gateway", "direct", *extra_sides):
+            if side not in pairing.samples:
+                continue
             cpu = {p: pairing.cpu(side, p) for p in ("client", "gateway", "minio")}
             gateway = f"{cpu['gateway']:>9.3f}" if side != "direct" else f"{'-':>9}"
             total = sum(cpu.values()) if side != "direct" else cpu["client"] + cpu["minio"]
@@ -486,7 +536,25 @@ def direct_ops(clients: list[Minio], seconds: float) -> OpsBatch:
     return threaded(worker, seconds)
 
 
-def gateway_ops(client: httpx.Client, seconds: float) -> OpsBatch:
+def gateway_ops(pool: urllib3.HTTPConnectionPool, seconds: float) -> OpsBatch:
+    """CONCURRENCY threads sharing one urllib3 pool (CONCURRENCY keep-alive connections)."""
+
+    def worker(w: int, deadline: float) -> list[float]:
+        latencies, i = [], w
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            response = pool.request("GET", object_path(small_key(i)))
+            latencies.append(time.perf_counter() - t0)
+            if response.status != 200:
+                raise RuntimeError(f"gateway small GET: HTTP {response.status}")
+            lib.expect(len(response.data), SMALL_SIZE, "gateway small GET")
+            i += CONCURRENCY
+        return latencies
+
+    return threaded(worker, seconds)
+
+
+def gateway_httpx_ops(client: httpx.Client, seconds: float) -> OpsBatch:
     """CONCURRENCY threads sharing one httpx.Client (CONCURRENCY keep-alive connections)."""
 
     def worker(w: int, deadline: float) -> list[float]:
@@ -561,11 +629,11 @@ def run_ops(env: Env, params: Params) -> OpsResult:
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     sides: dict[str, Callable[[float], OpsBatch]] = {}
     with http_client(env.gateway.url, limits=limits) as client:
-        sides["gateway"] = lambda s: gateway_ops(client, s)
+        sides["gateway"] = lambda s: gateway_ops(env.pool, s)
         sides["direct"] = lambda s: direct_ops(clients, s)
+        sides[HTTPX_SIDE] = lambda s: gateway_httpx_ops(client, s)
         sides[RAW_SIDE] = lambda s: raw_socket_ops(env.gateway.url, s)
         pairing = Pairing(f"{lib.fmt_size(SMALL_SIZE)} GET c={CONCURRENCY}", TARGET_OPS, sides)
-        pairing.samples[RAW_SIDE] = []
         latencies: dict[str, list[float]] = {side: [] for side in sides}
         for r in range(params.ops_rounds):
             start = time.perf_counter()
@@ -601,12 +669,12 @@ def print_ops(result: OpsResult) -> None:
         f"{'side':<22}{'ops/s':>7}{'min-max':>11}{'p50 ms':>8}{'p99 ms':>8}{'requests':>9}"
         f"{'ratio':>7}  verdict"
     )
-    for side in ("gateway", "direct", RAW_SIDE):
+    for side in pairing.sides:
         rates, lat = pairing.rates(side), result.latencies[side]
         ratio, mark = "", ""
         if side == "gateway":
             ratio, mark = f"{pairing.ratio():.3f}", lib.verdict(pairing.passed())
-        elif side == RAW_SIDE:
+        elif side != "direct":
             ratio, mark = f"{pairing.ratio(side):.3f}", "(reference)"
         lib.emit(
             f"{side:<22}{statistics.median(rates):>7.0f}{lib.spread(rates):>11}"
@@ -617,10 +685,11 @@ def print_ops(result: OpsResult) -> None:
         f"ratio = median over rounds of (side ops/s) / (direct ops/s); target >= "
         f"{pairing.target:.1f}; IQR {lib.quartiles(pairing.ratios())}."
     )
-    lib.emit(f"gateway: {CONCURRENCY} threads sharing one httpx.Client ({CONCURRENCY} keep-alive")
-    lib.emit("  connections), GET /files/{bucket}/{key}. Threads rather than httpx.AsyncClient:")
-    lib.emit("  on this machine AsyncClient used ~0.8-0.95 ms of client CPU per request against")
-    lib.emit("  ~0.45-0.5 ms for threads, CPU the gateway and MinIO need on the same 2 cores.")
+    lib.emit(f"gateway: {CONCURRENCY} threads sharing one urllib3 pool ({CONCURRENCY} keep-alive")
+    lib.emit("  connections), GET /files/{bucket}/{key}: the HTTP library minio-py uses on the")
+    lib.emit("  direct side, so the ratio compares the servers, not the clients.")
+    lib.emit(f"{HTTPX_SIDE}: the same with one shared httpx.Client (threads rather than")
+    lib.emit("  AsyncClient, which costs more client CPU on this machine).")
     lib.emit(f"direct: {CONCURRENCY} threads, each with its own default minio.Minio client (one")
     lib.emit("  shared client's pool keeps only 10 connections), get_object + read.")
     lib.emit(f"{RAW_SIDE}: {CONCURRENCY} asyncio connections writing bare HTTP/1.1 GETs and")
@@ -629,7 +698,7 @@ def print_ops(result: OpsResult) -> None:
     lib.emit("All sides read the same pre-uploaded objects in the same order; side order")
     lib.emit("  reverses every round.")
     lib.emit()
-    print_cpu([pairing], "request", (RAW_SIDE,))
+    print_cpu([pairing], "request", (HTTPX_SIDE, RAW_SIDE))
 
 
 # -- 3. gateway RSS while streaming 1 GiB -------------------------------------------------
@@ -711,7 +780,7 @@ def run_rss(env: Env, params: Params) -> list[RssResult]:
     size, source = params.rss_size, env.rss_file
     cases: list[tuple[str, Callable[[], int]]] = [
         ("upload raw PUT", lambda: put_gateway(env.http, source, "gw/rss.bin")),
-        ("download GET", lambda: drain_gateway(env.http, RSS_KEY)),
+        ("download GET", lambda: drain_gateway(env.pool, RSS_KEY)),
         ("upload multipart", lambda: post_gateway(env.http, source, "gw/rss-post")),
     ]
     results = []
@@ -750,7 +819,7 @@ def print_rss(results: list[RssResult], size: int, start_rss: int) -> None:
     lib.emit("  no memory kept from earlier transfers hides growth.")
     lib.emit("before = gateway RSS right before the transfer; peak = highest psutil sample;")
     lib.emit("  HWM growth = VmHWM (reset with clear_refs=5 before the transfer) - before, an")
-    lib.emit("  exact peak to check the sampling against. Client: httpx, as in section 1.")
+    lib.emit("  exact peak to check the sampling against. Clients as in section 1.")
     lib.emit("  upload multipart is not a target; shown because it takes a different path.")
     lib.emit()
 
