@@ -424,3 +424,18 @@ def test_progress_bar_is_drawn_when_stderr_is_a_terminal(admin_cli: Cli, tmp_pat
         assert b"s3://" in process.stdout.read()
         assert process.wait(timeout=120) == 0
     assert b"bar.bin" in drawn and b"%" in drawn and b"16.0M" in drawn
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(admin_cli: Cli) -> None:
+    uri = f"s3://{BUCKET}/{unique('head')}/big.bin"
+    admin_cli.run("upload", "-", uri, stdin=secrets.token_bytes(8 * MiB))
+    command = [sys.executable, "-m", "refstore.cli", "download", uri, "-"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=admin_cli.env
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert len(process.stdout.read(10)) == 10
+        process.stdout.close()  # like `| head -c 10`
+        errors = process.stderr.read()
+        assert process.wait(timeout=60) == 1
+    assert b"Traceback" not in errors and errors == b""

@@ -11,9 +11,9 @@ from typing import Any
 
 from .. import errors
 from . import admin, objects, transfers
-from .output import EXIT_CODES_HELP, EXIT_ERROR, EXIT_USAGE, Output
+from .output import EXIT_CODES_HELP, EXIT_ERROR, Output
 from .serve import add_serve_command
-from .targets import CONFIG_ENV, GATEWAY_ENV, open_target
+from .targets import CONFIG_ENV, GATEWAY_ENV, Target, open_target
 
 DESCRIPTION = """\
 RefStore: object storage on MinIO, its gateway and tools.
@@ -39,7 +39,7 @@ examples:
 
 {EXIT_CODES_HELP}"""
 
-Handler = Callable[[Any, Output, argparse.Namespace], int]
+Handler = Callable[[Target, Output, argparse.Namespace], int]
 
 
 def _client_options(defaults: bool) -> argparse.ArgumentParser:
@@ -281,4 +281,4 @@ def _stdout_closed() -> int:
     return EXIT_ERROR
 
 
-__all__ = ["EXIT_USAGE", "build_parser", "main"]
+__all__ = ["build_parser", "main"]
