@@ -88,3 +88,11 @@ def test_a_bad_config_file_exits_with_a_message(tmp_path):
     )
     assert result.returncode == 2
     assert "auth" in result.stderr
+
+
+def test_config_may_come_before_or_after_serve():
+    from refstore.cli import build_parser
+
+    assert build_parser().parse_args(["--config", "a.yaml", "serve"]).config == "a.yaml"
+    assert build_parser().parse_args(["serve", "--config", "b.yaml"]).config == "b.yaml"
+    assert build_parser().parse_args(["serve"]).config is None

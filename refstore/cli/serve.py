@@ -41,7 +41,12 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     serve.add_argument(
         "--workers", type=int, default=1, help="worker processes (default: %(default)s)"
     )
-    serve.add_argument("--config", metavar="FILE", help="YAML settings file (also REFSTORE_CONFIG)")
+    serve.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,  # keeps `refstore --config FILE serve` too
+        help="YAML settings file (also REFSTORE_CONFIG)",
+    )
     serve.add_argument(
         "--log-level",
         default="info",
