@@ -39,7 +39,11 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
     )
     serve.add_argument(
-        "--workers", type=int, default=1, help="worker processes (default: %(default)s)"
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default: %(default)s); each keeps its own bucket mapping, so "
+        "keep 1 when the mapping is updated at runtime (operator, PUT /gateway/bucket-mapping)",
     )
     serve.add_argument(
         "--config",
