@@ -51,6 +51,8 @@ def validate_bucket_name(name: str) -> str:
 
 
 def _is_ip_address(name: str) -> bool:
+    if not name.replace(".", "").isdigit():  # the common case, without parsing
+        return False
     try:
         ipaddress.IPv4Address(name)
     except ValueError:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -47,6 +49,18 @@ def describe_startup(settings: GatewaySettings, gateway: Gateway) -> None:
         )
 
 
+def _fastapi_telemetry() -> dict[str, Any]:
+    """Turn off FastAPI's own OpenTelemetry hooks unless the deployment asks FastAPI to set
+    OpenTelemetry up (``FASTAPI_OTEL_AUTO_CONFIGURE=true``): the gateway exports Prometheus
+    metrics itself, and the hooks look the global providers up on every request (~40 us,
+    a few percent of a small GET). FastAPI versions without the hooks take nothing."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    if os.environ.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true":
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """Build a gateway app; the backend connection opens in its lifespan."""
     settings = settings or GatewaySettings()
@@ -68,6 +82,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         version=__version__,
         lifespan=lifespan,
+        **_fastapi_telemetry(),
     )
     install_error_handlers(app)
     app.add_middleware(FastObjectRoutes)  # inside the observability middleware (added last)

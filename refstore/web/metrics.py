@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -54,10 +55,20 @@ class Metrics:
         )
         for direction in ("in", "out"):
             self.transfer_bytes.labels(direction)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     def observe(self, method: str, route: str, status: int, started: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.duration.labels(method, route).observe(time.perf_counter() - started)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # labels() costs more than the increment: look each up once
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.duration.labels(method, route),
+            )
+            self._children[key] = children
+        requests, duration = children
+        requests.inc()
+        duration.observe(time.perf_counter() - started)
