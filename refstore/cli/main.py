@@ -256,9 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if part
     )
-    api_key = args.api_key or os.environ.get("REFSTORE_API_KEY")
-    try:
-        target = open_target(args.gateway, args.config, api_key, args.timeout)
+    try:  # without --api-key the SDK reads $REFSTORE_API_KEY itself
+        target = open_target(args.gateway, args.config, args.api_key, args.timeout)
     except errors.RefStoreError as exc:
         return out.error(exc, command)
     try:

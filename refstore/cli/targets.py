@@ -119,9 +119,11 @@ class GatewayTarget:
         return iter(self.client.list_files(bucket, prefix, recursive)["files"])
 
     def info(self, uri: str) -> dict[str, Any]:
+        from ..gateway._core import missing_object
+
         answer = self.client.get_file_info(uri)
         if not answer["exists"] or answer["info"] is None:
-            raise errors.ObjectNotFoundError(f"no such object: {uri}", uri=uri)
+            raise missing_object(uri)
         return answer["info"]
 
     def delete(self, uris: list[str]) -> dict[str, Any]:

@@ -79,6 +79,8 @@ def _take(scope: Scope) -> tuple[Any, RouteTemplate, Answer] | None:
     root = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root) :]
+    if not (path.startswith(FILES_PREFIX) or path == "/download"):
+        return None  # every other request: no query parsing on its way to FastAPI
     query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     if path.startswith(FILES_PREFIX):
         bucket, slash, key = path[len(FILES_PREFIX) :].partition("/")
