@@ -147,6 +147,12 @@ def test_client_hanging_up_mid_upload_leaves_no_object(gateway, client, own_mini
         + f"Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {64 * MiB}\r\n\r\n".encode()
     )
     raw_request(port, head, os.urandom(12 * MiB))
+    # a body small enough to be gathered before the upload starts
+    head = (
+        b"PUT /files/stream/gone/small.bin HTTP/1.1\r\nHost: x\r\n"
+        + f"Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 4096\r\n\r\n".encode()
+    )
+    raw_request(port, head, os.urandom(1000))
 
     boundary = "b0undary"
     form_head = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import mimetypes
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, Query, Request
@@ -29,7 +30,7 @@ from .models import (
 from .responses import object_response
 from .settings import Action
 from .state import Gateway, GatewayDep, PrincipalDep
-from .transfer import BodyCounter, check_declared_length, raw_body, stream_multipart
+from .transfer import CHUNK, BodyCounter, check_declared_length, raw_body, stream_multipart
 
 logger = logging.getLogger("refstore.web")
 
@@ -232,9 +233,12 @@ async def receive_raw(gateway: Gateway, request: Request, uri: str) -> Any:
     declared = check_declared_length(request, limit)
     content_type = _guess_type(uri, request.headers.get("content-type"))
     try:
-        info = await gateway.store.upload_to(
-            uri, raw_body(request, BodyCounter(limit)), content_type, length=declared
-        )
+        body: AsyncIterator[bytes] | bytes = raw_body(request, BodyCounter(limit))
+        if declared is not None and declared <= CHUNK:
+            # A body of one chunk at most is gathered here, as raw_body would do
+            # anyway: the worker thread then needs no trip back to the event loop.
+            body = b"".join([chunk async for chunk in body])
+        info = await gateway.store.upload_to(uri, body, content_type, length=declared)
     except ClientDisconnect:
         raise errors.InvalidInputError(CLIENT_GONE) from None
     gateway.metrics.transfer_bytes.labels("in").inc(info.size)

@@ -1,7 +1,7 @@
 """Moving bytes through the gateway: multipart and raw bodies in, ranged responses out.
 
-Upload bodies are never read whole and never spooled: chunks go from the socket
-straight into the backend upload through a small bounded queue.
+Upload bodies are never read whole (beyond one chunk) and never spooled: chunks
+go from the socket straight into the backend upload through a small bounded queue.
 """
 
 from __future__ import annotations
