@@ -87,7 +87,9 @@ class GatewayClient(BaseGatewayClient):
             in-process app; it is not closed by :meth:`close`. (Direct downloads
             use urllib3, as minio-py does, for its lower CPU cost per byte.)
         max_connections: Requests in flight at once (more wait for a slot), and the
-            size of the connection pools this client creates.
+            size of the connection pools this client creates. Each request costs
+            client CPU in proportion to the pool's size (httpx polls every idle
+            connection), so a few per gateway core is plenty.
 
     Raises:
         ConfigError: no or malformed gateway URL, or invalid settings.
