@@ -233,11 +233,12 @@ async def receive_raw(gateway: Gateway, request: Request, uri: str) -> Any:
     declared = check_declared_length(request, limit)
     content_type = _guess_type(uri, request.headers.get("content-type"))
     try:
-        body: AsyncIterator[bytes] | bytes = raw_body(request, BodyCounter(limit))
+        chunks = raw_body(request, BodyCounter(limit))
+        body: AsyncIterator[bytes] | bytes = chunks
         if declared is not None and declared <= CHUNK:
             # A body of one chunk at most is gathered here, as raw_body would do
             # anyway: the worker thread then needs no trip back to the event loop.
-            body = b"".join([chunk async for chunk in body])
+            body = b"".join([chunk async for chunk in chunks])
         info = await gateway.store.upload_to(uri, body, content_type, length=declared)
     except ClientDisconnect:
         raise errors.InvalidInputError(CLIENT_GONE) from None
