@@ -1,5 +1,6 @@
 """The gateway streams with bounded memory, survives backend outages and client hang-ups."""
 
+import http.client
 import os
 import re
 import socket
@@ -196,3 +197,21 @@ def test_client_hanging_up_mid_download_releases_the_backend_stream(gateway, cli
         return match is not None and float(match.group(1)) == 0
 
     assert wait_for(released)
+
+
+def test_an_idle_connection_outlives_the_clients_pool_expiry(gateway):
+    """httpx and urllib3 reuse a connection idle for up to 5 s; the gateway must not be
+    closing it just then (uvicorn's default keep-alive is exactly 5 s)."""
+    port = int(gateway.url.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/health")
+        assert connection.getresponse().read()
+        first_socket = connection.sock
+        time.sleep(6)
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert connection.sock is first_socket
+    finally:
+        connection.close()

@@ -8,6 +8,10 @@ import os
 import secrets
 import sys
 
+# uvicorn's own default (5 s) equals httpx's pool expiry, so a client reusing a
+# connection just as the gateway drops it would get a connection error.
+KEEP_ALIVE_SECONDS = 75.0
+
 SERVE_EPILOG = """\
 configuration (highest precedence first):
   environment   REFSTORE_<FIELD>, nested with __, e.g.
@@ -44,6 +48,15 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         default=1,
         help="worker processes (default: %(default)s); each keeps its own bucket mapping, so "
         "keep 1 when the mapping is updated at runtime (operator, PUT /gateway/bucket-mapping)",
+    )
+    serve.add_argument(
+        "--keep-alive",
+        type=float,
+        default=KEEP_ALIVE_SECONDS,
+        metavar="SECONDS",
+        help="how long an idle client connection stays open (default: %(default)s); keep it "
+        "above the idle timeouts of clients and load balancers in front, so that they close "
+        "first and never send a request on a connection the gateway is closing",
     )
     serve.add_argument(
         "--config",
@@ -102,5 +115,6 @@ def serve_command(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         log_level=args.log_level,
+        timeout_keep_alive=args.keep_alive,
     )
     return 0
