@@ -47,6 +47,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 from gateway_process import ADMIN_TOKEN, GatewayProcess  # noqa: E402
 from minio import Minio  # noqa: E402
+from relay import HoldingRelay  # noqa: E402
 from servers import MinioServer  # noqa: E402
 
 from refstore.gateway import AsyncGatewayClient, GatewayClient  # noqa: E402
@@ -60,6 +61,7 @@ SDK_TARGET = 0.95
 DIRECT_TARGET = 0.90
 RSS_TARGET = 64 * MiB
 CONCURRENCY_TARGET = 5.0
+DISTANT_HOLD = 0.010
 
 
 @dataclass(frozen=True)
@@ -448,10 +450,10 @@ def concurrency(bench: Bench) -> None:
     through_gateway = {"client": client, "gateway": psutil.Process(bench.gateway.pid)}
     through_gateway["MinIO"] = minio
 
-    async def sdk_rounds(max_connections: int) -> Rounds:
+    async def sdk_rounds(max_connections: int, url: str = bench.gateway.url) -> Rounds:
         result = Rounds(count)
         async with AsyncGatewayClient(
-            bench.gateway.url, api_key=ADMIN_TOKEN, max_connections=max_connections
+            url, api_key=ADMIN_TOKEN, max_connections=max_connections
         ) as sdk:
 
             async def sequential(tag: str) -> None:
@@ -493,12 +495,18 @@ def concurrency(bench: Bench) -> None:
                     list(pool.map(put, [f"mc/{index}/{i}" for i in range(count)]))
         return result
 
-    cases = [
-        ("AsyncGatewayClient, max_connections=16 (default)", "SDK, 16", sdk_rounds(16)),
-        ("AsyncGatewayClient, max_connections=100", "SDK, 100", sdk_rounds(100)),
-        ("reference: minio-py straight to MinIO, 16 threads", "minio-py", None),
-    ]
-    results = [asyncio.run(run) if run else minio_rounds(16) for _, _, run in cases]
+    with HoldingRelay(bench.gateway.url, DISTANT_HOLD) as distant:
+        cases = [
+            ("AsyncGatewayClient, max_connections=16 (default)", "SDK, 16", sdk_rounds(16)),
+            ("AsyncGatewayClient, max_connections=100", "SDK, 100", sdk_rounds(100)),
+            (
+                f"same, default, gateway {DISTANT_HOLD * 1000:.0f} ms away (relay)",
+                "distant",
+                sdk_rounds(16, distant.url),
+            ),
+            ("reference: minio-py straight to MinIO, 16 threads", "minio-py", None),
+        ]
+        results = [asyncio.run(run) if run else minio_rounds(16) for _, _, run in cases]
     bench.say(f"4. {count} uploads of {small // 1024} KiB: concurrent vs sequential")
     bench.say("-" * 96)
     bench.say(
@@ -532,7 +540,11 @@ def concurrency(bench: Bench) -> None:
         f"  concurrent round / {cores} cores): no client can beat it, since the concurrent\n"
         "  round cannot finish before the client, gateway and MinIO have had that CPU.\n"
         "  A sequential round is itself CPU-bound when its time is close to its CPU\n"
-        "  (nothing to overlap), so the ceiling is about the core count."
+        "  (nothing to overlap), so the ceiling is about the core count.\n"
+        f"  distant: the same client through tests/relay.py, which holds each request\n"
+        f"  {DISTANT_HOLD * 1000:.0f} ms before passing it on, as a network between client and\n"
+        "  gateway would: the waiting the client overlaps (the relay runs in the client's\n"
+        "  process, so its CPU counts as the client's)."
     )
     bench.say()
 
@@ -570,11 +582,23 @@ def header(bench: Bench, quick: bool) -> None:
     bench.say()
 
 
+SECTIONS: list[Callable[[Bench], None]] = [sdk_vs_httpx, direct_vs_proxied, peak_rss, concurrency]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few rounds")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "sdk.txt")
+    parser.add_argument(
+        "--only",
+        type=int,
+        choices=range(1, len(SECTIONS) + 1),
+        action="append",
+        metavar="N",
+        help="run only section N (repeatable); results are saved only when all run",
+    )
     args = parser.parse_args()
+    chosen = sorted(set(args.only or range(1, len(SECTIONS) + 1)))
     params = Params.for_run(args.quick)
     with tempfile.TemporaryDirectory(prefix="refstore-sdk-bench-") as tmp:
         root = Path(tmp)
@@ -586,11 +610,9 @@ def main() -> int:
                 source.write_bytes(os.urandom(params.size))
                 bench = Bench(params, root, minio, gateway, raw_minio, source)
                 header(bench, args.quick)
-                sdk_vs_httpx(bench)
-                direct_vs_proxied(bench)
-                peak_rss(bench)
-                concurrency(bench)
-    if not args.quick:
+                for number in chosen:
+                    SECTIONS[number - 1](bench)
+    if not args.quick and len(chosen) == len(SECTIONS):
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text("\n".join(bench.lines) + "\n")
         print(f"saved to {args.output}")
