@@ -78,7 +78,7 @@ class Params:
     def for_run(cls, quick: bool) -> Params:
         if quick:
             return cls(32 * MiB, 3, 2, 128 * MiB, 100, 4096, 3)
-        return cls(256 * MiB, 9, 5, GiB, 100, 4096, 9)
+        return cls(256 * MiB, 9, 9, GiB, 100, 4096, 9)
 
 
 @dataclass
@@ -90,6 +90,13 @@ class Bench:
     raw_minio: Minio
     source: Path
     lines: list[str] = field(default_factory=list)
+
+    @property
+    def out(self) -> Path:
+        """Where downloads go (emptied between repetitions)."""
+        path = self.root / "out"
+        path.mkdir(exist_ok=True)
+        return path
 
     def say(self, text: str = "") -> None:
         print(text, flush=True)
@@ -176,8 +183,7 @@ def verdict(ok: bool) -> str:
 
 def sdk_vs_httpx(bench: Bench) -> None:
     size, url = bench.params.size, bench.gateway.url
-    out = bench.root / "out"
-    out.mkdir(exist_ok=True)
+    out = bench.out
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with (
         GatewayClient(url, api_key=ADMIN_TOKEN, direct_threshold=None, timeout=120) as sdk,
@@ -246,7 +252,7 @@ def sdk_vs_httpx(bench: Bench) -> None:
 
 def direct_vs_proxied(bench: Bench) -> None:
     size, url = bench.params.size, bench.gateway.url
-    out = bench.root / "out"
+    out = bench.out
     with GatewayClient(url, api_key=ADMIN_TOKEN, timeout=120) as sdk:
         uri = sdk.upload_from_local(bench.source, BUCKET, "direct-vs", direct=True)["uri"]
         key = uri.split("/", 3)[3]
@@ -365,7 +371,7 @@ def peak_rss(bench: Bench) -> None:
     bench.say("-" * 78)
     bench.say("case                    baseline       peak     growth      MB/s  verdict")
     for mode in ("sync proxied", "sync direct", "async proxied", "async direct"):
-        target = bench.root / "out" / "rss.bin"
+        target = bench.out / "rss.bin"
         code = RSS_CHILD.format(
             paths=[str(REPO)],
             uri=uri,
