@@ -5,6 +5,8 @@ request ids, metrics and OpenAPI."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import time
@@ -660,6 +662,34 @@ def test_chunked_raw_put_over_the_cap_is_refused_and_leaves_no_object(capped):
     assert "content-length" not in response.request.headers
     assert_error(response, 413, "too_large")
     assert capped.access_entry(request_id)["bytes_in"] < 2 * CAP, "stops reading at the cap"
+    assert capped.keys(bucket) == []
+
+
+def test_a_body_a_little_over_the_cap_is_drained_so_its_413_arrives(capped):
+    """Clients that send the whole body before reading the answer (http.client, httpx,
+    requests) must not find the connection reset under them, which would lose the 413."""
+    bucket = new_bucket(capped)
+    parts = urlsplit(capped.url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        for _ in range(3):
+            connection.request(
+                "PUT",
+                f"/files/{bucket}/over.bin",
+                body=b"o" * (CAP + 1),
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+            response = connection.getresponse()
+            assert response.status == 413
+            assert response.getheader("connection") != "close"
+            assert json.loads(response.read())["code"] == "too_large"
+        first_socket = connection.sock
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        assert (response.status, connection.sock) == (200, first_socket)
+        response.read()
+    finally:
+        connection.close()
     assert capped.keys(bucket) == []
 
 

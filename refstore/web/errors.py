@@ -18,6 +18,11 @@ from .. import errors
 logger = logging.getLogger("refstore.web")
 
 RETRY_AFTER_SECONDS = 5
+# A body refused unread (Content-Length over the cap) is read and dropped when it is no
+# larger than this, rather than the connection closed under it: clients that read the
+# answer only after sending the whole body (httpx, requests) would otherwise often get a
+# reset connection instead of the 413. Larger bodies are not worth taking in.
+DRAIN_REFUSED_BODY_BYTES = 64 * 1024 * 1024
 
 STATUS_BY_ERROR = errors.HTTP_STATUS_BY_ERROR
 
@@ -56,8 +61,7 @@ def refstore_error_response(exc: errors.RefStoreError) -> JSONResponse:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if status == 413:
-        # The body is not read: close the connection instead of draining it.
+    if status == 413 and not _drained(exc):
         headers["Connection"] = "close"
     if isinstance(exc, errors.InvalidRangeError) and "size" in exc.context:
         headers["Content-Range"] = f"bytes */{exc.context['size']}"
@@ -65,6 +69,13 @@ def refstore_error_response(exc: errors.RefStoreError) -> JSONResponse:
     if isinstance(exc, errors.ConflictError) and "current" in exc.context:
         detail = {"message": exc.detail, "current": exc.context["current"]}
     return error_response(status, detail, exc.code, headers)
+
+
+def _drained(exc: errors.RefStoreError) -> bool:
+    """Whether the server (uvicorn keeps a connection open after an answer) will read
+    and drop the rest of a refused body."""
+    declared = exc.context.get("declared")
+    return isinstance(declared, int) and declared <= DRAIN_REFUSED_BODY_BYTES
 
 
 def answer_refstore_error(

@@ -103,7 +103,11 @@ def check_declared_length(request: Request, limit: int) -> int | None:
     if not declared.isdigit():
         raise InvalidInputError("Content-Length must be a number")
     if int(declared) > limit:
-        raise ObjectTooLargeError(f"upload of {declared} bytes exceeds the {limit}-byte limit")
+        raise ObjectTooLargeError(
+            f"upload of {declared} bytes exceeds the {limit}-byte limit",
+            declared=int(declared),
+            limit=limit,
+        )
     return int(declared)
 
 
