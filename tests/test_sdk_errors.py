@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import io
 import json
 import logging
 import os
@@ -267,6 +268,40 @@ def test_an_unreachable_gateway_is_a_connection_error(face, caplog):
     with open_client(face, url, retry=QUICK) as client, pytest.raises(errors.ConnectionError):
         client.get_file_info(SMALL)
     assert len([r for r in caplog.records if "retry" in r.getMessage()]) == 2
+
+
+class Unsized(io.RawIOBase):
+    """A readable stream of ``size`` bytes that neither seeks nor tells its length."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = b"u" * n
+        self.left -= n
+        return n
+
+
+@pytest.mark.parametrize("body", ["bytes", "unsized stream"])
+def test_a_body_too_big_to_drain_is_still_object_too_large(face, gateway, body, caplog):
+    """Over 64 MiB the gateway closes the connection under a refused body, which can
+    lose its 413; the SDK then checks the gateway's cap instead of retrying."""
+    caplog.set_level(logging.WARNING, "refstore.gateway")
+    size = 80 * MiB
+    data: Any = os.urandom(size) if body == "bytes" else Unsized(size)
+    with open_client(face, gateway.url) as client:
+        assert client.get_status()["max_upload_bytes"] == CAP
+        with pytest.raises(errors.ObjectTooLargeError) as refused:
+            client.upload_file(data, "huge.bin", BUCKET, "huge")
+    assert refused.value.status == 413 and refused.value.code == "too_large"
+    assert [r for r in caplog.records if "retry" in r.getMessage()] == []
+    with http_client(gateway.url, ADMIN_TOKEN) as admin:
+        info = admin.get("/info", params={"uri": f"s3://{BUCKET}/huge/huge.bin"}).json()
+    assert info["exists"] is False
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ from ._core import (
     parse_json,
     resolve_settings,
     retry_after,
+    too_large,
     total_size,
 )
 from ._direct import DirectFetcher
@@ -558,7 +559,10 @@ class AsyncGatewayClient(BaseGatewayClient):
                         finally:
                             await response.aclose()
             except httpx.TransportError as exc:
+                cut_off_after = sent.count if sent.started and not sent.finished else None
                 sent.rollback()
+                if cut_off_after is not None:
+                    await self._refuse_if_over_limit(call, request_id, cut_off_after)
                 if not self._should_retry(call, attempt, error=exc, sent=sent):
                     raise connection_error(exc, call, request_id) from exc
                 reason, wait = type(exc).__name__, None
@@ -577,6 +581,37 @@ class AsyncGatewayClient(BaseGatewayClient):
             attempt += 1
             self._log_retry(call, attempt, reason, delay)
             await _io.sleep(delay)
+
+    async def _refuse_if_over_limit(self, call: Call, request_id: str, sent: int) -> None:
+        """Raise ObjectTooLargeError for a body cut off in transit (``sent`` bytes out)
+        that is larger than the gateway takes: when the gateway refuses a big body and
+        closes, a client still sending (httpx reads only after sending) can lose the 413
+        to the reset.
+
+        The cap comes from ``/gateway/status`` (asked once, in one attempt); a gateway
+        that does not say it leaves the error to the retries.
+        """
+        size = max(call.body.length or 0, sent) if call.body is not None else 0
+        if not size or not call.to_gateway:
+            return
+        if self._upload_limit is None:
+            try:
+                async with self._slots:
+                    response = await self._attempt(
+                        self._status_call(), new_request_id(), Transferred(None)
+                    )
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+                status = response.json() if response.is_success else None
+            except (httpx.HTTPError, ValueError):
+                return
+            if not isinstance(status, dict):
+                return
+            self._upload_limit = int(status.get("max_upload_bytes") or 0)
+        if 0 < self._upload_limit < size:
+            raise too_large(call, size, self._upload_limit, request_id)
 
     async def _attempt(self, call: Call, request_id: str, sent: Transferred) -> httpx.Response:
         headers = self._headers(call, request_id)

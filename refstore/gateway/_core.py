@@ -307,6 +307,7 @@ class BaseGatewayClient:
     def __init__(self, settings: ClientSettings) -> None:
         self._settings = settings
         self._default_bucket: str | None = None
+        self._upload_limit: int | None = None
 
     @property
     def gateway_url(self) -> str:
@@ -794,6 +795,19 @@ class Transferred:
         if self._progress is not None and self.count:
             self._progress(-self.count)
         self.count = 0
+
+
+def too_large(call: Call, size: int, limit: int, request_id: str) -> errors.ObjectTooLargeError:
+    """The error for a body the gateway cut off because it is over its upload cap."""
+    return errors.ObjectTooLargeError(
+        f"upload of {size} bytes exceeds the gateway's {limit}-byte limit",
+        status=413,
+        code="too_large",
+        request_id=request_id,
+        method=call.method,
+        url=call.safe_url,
+        limit=limit,
+    )
 
 
 def delete_failure(uri: str, result: Any) -> errors.RefStoreError:

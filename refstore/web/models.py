@@ -98,6 +98,7 @@ class GatewayStatusResponse(BaseModel):
     bucket_count: int
     backend: str = "minio"
     version: str = ""
+    max_upload_bytes: int = 0
 
 
 class GatewayConfigResponse(BaseModel):

@@ -45,6 +45,7 @@ async def status(gateway: GatewayDep, principal: PrincipalDep) -> GatewayStatusR
         bucket_count=len(buckets),
         backend=gateway.settings.backend_name,
         version=__version__,
+        max_upload_bytes=gateway.settings.server.max_upload_bytes,
     )
 
 
