@@ -586,14 +586,18 @@ class AsyncGatewayClient(BaseGatewayClient):
         """Raise ObjectTooLargeError for a body cut off in transit (``sent`` bytes out)
         that is larger than the gateway takes: when the gateway refuses a big body and
         closes, a client still sending (httpx reads only after sending) can lose the 413
-        to the reset.
-
-        The cap comes from ``/gateway/status`` (asked once, in one attempt); a gateway
-        that does not say it leaves the error to the retries.
+        to the reset. A gateway that does not say its cap leaves the error to the retries.
         """
         size = max(call.body.length or 0, sent) if call.body is not None else 0
         if not size or not call.to_gateway:
             return
+        limit = await self._gateway_upload_limit()
+        if limit and size > limit:
+            raise too_large(call, size, limit, request_id)
+
+    async def _gateway_upload_limit(self) -> int | None:
+        """``max_upload_bytes`` of ``/gateway/status``, asked once and in one attempt
+        (None: not known; 0: not said)."""
         if self._upload_limit is None:
             try:
                 async with self._slots:
@@ -604,14 +608,12 @@ class AsyncGatewayClient(BaseGatewayClient):
                         await response.aread()
                     finally:
                         await response.aclose()
-                status = response.json() if response.is_success else None
-            except (httpx.HTTPError, ValueError):
-                return
-            if not isinstance(status, dict):
-                return
-            self._upload_limit = int(status.get("max_upload_bytes") or 0)
-        if 0 < self._upload_limit < size:
-            raise too_large(call, size, self._upload_limit, request_id)
+                if not response.is_success:
+                    return None
+                self._upload_limit = int(response.json().get("max_upload_bytes") or 0)
+            except (httpx.HTTPError, ValueError, TypeError, AttributeError):
+                return None
+        return self._upload_limit
 
     async def _attempt(self, call: Call, request_id: str, sent: Transferred) -> httpx.Response:
         headers = self._headers(call, request_id)
