@@ -27,6 +27,7 @@ import pytest
 import yaml
 from gateway_helpers import unique
 from gateway_process import ADMIN_TOKEN, GatewayProcess
+from relay import HoldingRelay
 from servers import free_port
 
 BUCKET = unique("cli")
@@ -201,6 +202,28 @@ def test_recursive_upload_and_download_are_byte_identical_without_progress_outpu
 
     download = cli.run("download", "-r", folder, str(tmp_path / "copy"))
     assert download.stderr == b""
+    assert tree_digest(tmp_path / "copy") == tree_digest(source)
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_tree_transfers_move_parallel_files_at_once(
+    gateway: GatewayProcess, tmp_path: Path, parallel: int
+) -> None:
+    """Through a relay that holds each request 0.2 s, as a distant gateway would."""
+    source = tmp_path / "source"
+    for i in range(9):
+        (source / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (source / f"d{i % 3}" / f"f{i}.bin").write_bytes(secrets.token_bytes(1000 + i))
+    folder = f"s3://{BUCKET}/{unique('parallel')}/"
+    with HoldingRelay(gateway.url, 0.2) as relay:
+        cli = gateway_cli(gateway, tmp_path)
+        cli.env["REFSTORE_GATEWAY_URL"] = relay.url
+        cli.run("upload", "--parallel", str(parallel), str(source), folder)
+        uploads_at_once = relay.most_in_flight
+        relay.reset()
+        cli.run("download", "-r", "-P", str(parallel), folder, str(tmp_path / "copy"))
+        downloads_at_once = relay.most_in_flight
+    assert (uploads_at_once, downloads_at_once) == (parallel, parallel)
     assert tree_digest(tmp_path / "copy") == tree_digest(source)
 
 

@@ -42,6 +42,24 @@ examples:
 Handler = Callable[[Target, Output, argparse.Namespace], int]
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _parallel_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "-P",
+        "--parallel",
+        type=_positive,
+        default=transfers.DEFAULT_PARALLEL,
+        metavar="N",
+        help="files moved at once when there are several (default: %(default)s)",
+    )
+
+
 def _client_options(defaults: bool) -> argparse.ArgumentParser:
     """Options every client command takes, before or after the command name.
 
@@ -116,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     upload = command(
         "upload",
-        lambda t, o, a: transfers.upload(t, o, a.sources, a.destination),
+        lambda t, o, a: transfers.upload(t, o, a.sources, a.destination, a.parallel),
         "upload files, directory trees (recursively) or standard input",
     )
     upload.add_argument(
@@ -133,10 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accepted for symmetry: directories always are",
     )
+    _parallel_option(upload)
 
     download = command(
         "download",
-        lambda t, o, a: transfers.download(t, o, a.source, a.destination, a.recursive),
+        lambda t, o, a: transfers.download(t, o, a.source, a.destination, a.recursive, a.parallel),
         "download an object, or a whole folder with -r",
     )
     download.add_argument(
@@ -154,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every object under the folder, keeping the tree",
     )
+    _parallel_option(download)
 
     ls = command(
         "ls",

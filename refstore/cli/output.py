@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -66,11 +67,21 @@ class Output:
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.show_progress = self.stderr.isatty() if progress is None else progress
+        self._lock = threading.Lock()  # parallel transfers report from several threads
 
     def line(self, text: str) -> None:
-        """A human-readable result line (suppressed with ``--json``)."""
-        if not self.as_json:
-            print(text, file=self.stdout)
+        """A human-readable result line (suppressed with ``--json``), printed above
+        any progress bar."""
+        if self.as_json:
+            return
+        with self._lock:
+            if not self.show_progress:
+                print(text, file=self.stdout)
+                return
+            from tqdm import tqdm
+
+            with tqdm.external_write_mode(file=self.stdout):
+                print(text, file=self.stdout)
 
     def document(self, data: Any) -> None:
         """A result as JSON (only with ``--json``)."""
@@ -118,4 +129,9 @@ class Output:
             leave=False,
             dynamic_ncols=True,
         ) as bar:
-            yield bar.update
+
+            def advance(n: int) -> None:
+                with self._lock:
+                    bar.update(n)
+
+            yield advance

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import errors
 from ..uri import decode_uri, encode_uri
@@ -15,6 +19,9 @@ from .output import Output
 from .targets import Target
 
 STDIO = "-"
+DEFAULT_PARALLEL = 4
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -68,31 +75,90 @@ def plan_uploads(sources: list[str], destination: str) -> list[Upload]:
     return uploads
 
 
-def upload(target: Target, out: Output, sources: list[str], destination: str) -> int:
+def upload(
+    target: Target,
+    out: Output,
+    sources: list[str],
+    destination: str,
+    parallel: int = DEFAULT_PARALLEL,
+) -> int:
     """Upload files, directory trees or stdin; one result line per object."""
     uploads = plan_uploads(sources, destination)
     if not uploads:
         out.note("nothing to upload (the directories are empty)")
-    results: list[dict[str, Any]] = []
-    for item in uploads:
-        label = "stdin" if item.source == STDIO else Path(item.source).name
-        with out.progress(label, item.size) as progress:
+    sizes = [item.size for item in uploads]
+    total = None if None in sizes else sum(size or 0 for size in sizes)
+    with out.progress(_transfer_label(uploads[0].source, len(uploads)), total) as progress:
+
+        def send(item: Upload) -> dict[str, Any]:
             if item.source == STDIO:
                 result = target.upload_stream(sys.stdin.buffer, item.uri, progress)
             else:
                 result = target.upload_file(Path(item.source), item.uri, progress)
-        results.append({"source": item.source, **result})
-        out.line(f"upload: {item.source} -> {result['uri']}")
+            out.line(f"upload: {item.source} -> {result['uri']}")
+            return {"source": item.source, **result}
+
+        results = run_all([functools.partial(send, item) for item in uploads], parallel)
     out.document(results)
     return 0
 
 
+def _transfer_label(first: str, count: int) -> str:
+    if count > 1:
+        return f"{count} files"
+    return "stdin" if first == STDIO else Path(first).name
+
+
+def run_all(jobs: Sequence[Callable[[], R]], parallel: int) -> list[R]:
+    """Run ``jobs`` on up to ``parallel`` threads; their results, in order.
+
+    After a failure no further job starts; once the running ones are done, the
+    first failure (in job order) is raised.
+    """
+    if parallel <= 1 or len(jobs) <= 1:
+        return [job() for job in jobs]
+    failed = threading.Event()
+
+    def guarded(job: Callable[[], R]) -> R:
+        if failed.is_set():
+            raise _Skipped
+        try:
+            return job()
+        except BaseException:
+            failed.set()
+            raise
+
+    pool = ThreadPoolExecutor(min(parallel, len(jobs)), thread_name_prefix="refstore-transfer")
+    try:
+        futures = [pool.submit(guarded, job) for job in jobs]
+        wait(futures)
+    except BaseException:  # Ctrl-C: start nothing more
+        failed.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    for future in futures:
+        error = future.exception()
+        if error is not None and not isinstance(error, _Skipped):
+            raise error
+    return [future.result() for future in futures]
+
+
+class _Skipped(Exception):
+    """A job not started because an earlier one failed."""
+
+
 def download(
-    target: Target, out: Output, source: str, destination: str | None, recursive: bool
+    target: Target,
+    out: Output,
+    source: str,
+    destination: str | None,
+    recursive: bool,
+    parallel: int = DEFAULT_PARALLEL,
 ) -> int:
     """Download one object (to a file, into a directory, or to stdout) or a whole folder."""
     if recursive:
-        return _download_folder(target, out, source, Path(destination or "."))
+        return _download_folder(target, out, source, Path(destination or "."), parallel)
     uri = source
     _, key = decode_uri(uri)
     if destination == STDIO:
@@ -126,21 +192,29 @@ def _download_to_stdout(target: Target, out: Output, uri: str) -> int:
     return 0
 
 
-def _download_folder(target: Target, out: Output, location: str, root: Path) -> int:
+def _download_folder(target: Target, out: Output, location: str, root: Path, parallel: int) -> int:
     if str(root) == STDIO:
         raise errors.InvalidInputError("a recursive download needs a directory, not stdout")
     bucket, prefix = split_location(location)
     folder = folder_prefix(prefix)
-    results: list[dict[str, str]] = []
+    planned: list[tuple[str, Path, int]] = []
     for entry in target.iter_objects(bucket, folder, True):
         if entry.get("is_dir"):
             continue
         key = str(entry["object_name"])
-        uri = encode_uri(bucket, key)
-        local = local_path_for(root, key[len(folder) :])
-        _download_one(target, out, uri, local, entry.get("size"))
-        results.append({"uri": uri, "path": str(local)})
-    if not results:
+        local = local_path_for(root, key[len(folder) :])  # refuses keys escaping root
+        planned.append((encode_uri(bucket, key), local, int(entry.get("size") or 0)))
+    if not planned:
         out.note(f"nothing to download: no objects under {location}")
+    label = f"{len(planned)} files" if len(planned) != 1 else planned[0][1].name
+    with out.progress(label, sum(size for _, _, size in planned)) as progress:
+
+        def fetch(uri: str, local: Path) -> dict[str, str]:
+            target.download_to(uri, local, progress)
+            out.line(f"download: {uri} -> {local}")
+            return {"uri": uri, "path": str(local)}
+
+        jobs = [functools.partial(fetch, uri, local) for uri, local, _ in planned]
+        results = run_all(jobs, parallel)
     out.document(results)
     return 0
