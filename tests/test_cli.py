@@ -227,6 +227,14 @@ def test_tree_transfers_move_parallel_files_at_once(
     assert tree_digest(tmp_path / "copy") == tree_digest(source)
 
 
+def test_an_empty_directory_uploads_nothing_and_says_so(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    folder = f"s3://{BUCKET}/{unique('empty')}/"
+    result = cli.run("--json", "upload", str(tmp_path / "empty"), folder)
+    assert json.loads(result.stdout) == []
+    assert b"nothing to upload" in result.stderr
+
+
 def test_stdin_to_an_object_and_back_to_stdout(cli: Cli) -> None:
     data = secrets.token_bytes(3 * MiB + 17)
     uri = f"s3://{BUCKET}/{unique('pipe')}/stream.bin"

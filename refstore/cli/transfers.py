@@ -88,7 +88,7 @@ def upload(
         out.note("nothing to upload (the directories are empty)")
     sizes = [item.size for item in uploads]
     total = None if None in sizes else sum(size or 0 for size in sizes)
-    with out.progress(_transfer_label(uploads[0].source, len(uploads)), total) as progress:
+    with out.progress(_transfer_label(uploads), total) as progress:
 
         def send(item: Upload) -> dict[str, Any]:
             if item.source == STDIO:
@@ -103,10 +103,11 @@ def upload(
     return 0
 
 
-def _transfer_label(first: str, count: int) -> str:
-    if count > 1:
-        return f"{count} files"
-    return "stdin" if first == STDIO else Path(first).name
+def _transfer_label(uploads: list[Upload]) -> str:
+    if len(uploads) != 1:
+        return f"{len(uploads)} files"
+    source = uploads[0].source
+    return "stdin" if source == STDIO else Path(source).name
 
 
 def run_all(jobs: Sequence[Callable[[], R]], parallel: int) -> list[R]:
