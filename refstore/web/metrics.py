@@ -53,8 +53,10 @@ class Metrics:
             "Object streams currently being sent to clients.",
             registry=self.registry,
         )
-        for direction in ("in", "out"):
-            self.transfer_bytes.labels(direction)
+        # Counted on every transfer: the children are looked up once (labels() costs more
+        # than the increment), which also shows both directions from the start.
+        self.bytes_in = self.transfer_bytes.labels("in")
+        self.bytes_out = self.transfer_bytes.labels("out")
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def render(self) -> Response:

@@ -35,7 +35,7 @@ class ObjectResponse(StreamingResponse):
         super().__init__(self._chunks(), **kwargs)  # type: ignore[arg-type]
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        counter = self._gateway.metrics.transfer_bytes.labels("out")
+        counter = self._gateway.metrics.bytes_out
         remaining = self._stream.length
         while remaining > 0:  # stop at the length: no thread hop for an empty last read
             chunk = await self._stream.read(min(READ_CHUNK, remaining))
@@ -113,7 +113,7 @@ async def object_response(gateway: Gateway, uri: str, request: Request) -> Respo
         status = 206
         headers["Content-Range"] = byte_range.content_range(info.size)
     if stream is None:
-        gateway.metrics.transfer_bytes.labels("out").inc(len(body or b""))
+        gateway.metrics.bytes_out.inc(len(body or b""))
         return Response(body, status_code=status, headers=headers, media_type=info.content_type)
     return ObjectResponse(
         stream, gateway, status_code=status, headers=headers, media_type=info.content_type

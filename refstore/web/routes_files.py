@@ -188,7 +188,7 @@ async def upload(request: Request, gateway: GatewayDep, principal: PrincipalDep)
     except BaseException:
         await _discard(gateway, staged)
         raise
-    gateway.metrics.transfer_bytes.labels("in").inc(info.size)
+    gateway.metrics.bytes_in.inc(info.size)
     uri = _result_uri(gateway, bucket, key, _truthy(fields.get("use_logical_uri")))
     return uploaded(uri, info.size)
 
@@ -242,7 +242,7 @@ async def receive_raw(gateway: Gateway, request: Request, uri: str) -> Any:
         info = await gateway.store.upload_to(uri, body, content_type, length=declared)
     except ClientDisconnect:
         raise errors.InvalidInputError(CLIENT_GONE) from None
-    gateway.metrics.transfer_bytes.labels("in").inc(info.size)
+    gateway.metrics.bytes_in.inc(info.size)
     return info
 
 
@@ -406,7 +406,7 @@ async def upload_from_url(
             return bucket, key, info
 
     bucket, key, info = await gateway.store.run_blocking(fetch_and_store)
-    gateway.metrics.transfer_bytes.labels("in").inc(info.size)
+    gateway.metrics.bytes_in.inc(info.size)
     uri = _result_uri(gateway, bucket, key, body.use_logical_uri)
     return uploaded(uri, info.size)
 
