@@ -306,8 +306,9 @@ class BaseGatewayClient:
 
     def __init__(self, settings: ClientSettings) -> None:
         self._settings = settings
-        self._default_bucket: str | None = None
-        self._upload_limit: int | None = None
+        # /gateway/status, once asked: the default bucket and upload cap it gives are
+        # settings of the gateway, fixed while it runs.
+        self._status: dict[str, Any] | None = None
 
     @property
     def gateway_url(self) -> str:

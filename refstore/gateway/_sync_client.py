@@ -589,9 +589,12 @@ class GatewayClient(BaseGatewayClient):
             raise too_large(call, size, limit, request_id)
 
     def _gateway_upload_limit(self) -> int | None:
-        """``max_upload_bytes`` of ``/gateway/status``, asked once and in one attempt
-        (None: not known; 0: not said)."""
-        if self._upload_limit is None:
+        """``max_upload_bytes`` of ``/gateway/status`` (None: not known; 0: not said).
+
+        Unless the status is already known, it is asked in one attempt: this runs on the
+        way to an error, which retries of its own would only delay.
+        """
+        if self._status is None:
             try:
                 with self._slots:
                     response = self._attempt(
@@ -601,12 +604,16 @@ class GatewayClient(BaseGatewayClient):
                         response.read()
                     finally:
                         response.close()
-                if not response.is_success:
-                    return None
-                self._upload_limit = int(response.json().get("max_upload_bytes") or 0)
-            except (httpx.HTTPError, ValueError, TypeError, AttributeError):
+                status = response.json() if response.is_success else None
+            except (httpx.HTTPError, ValueError):
                 return None
-        return self._upload_limit
+            if not isinstance(status, dict):
+                return None
+            self._status = status
+        try:
+            return int(self._status.get("max_upload_bytes") or 0)
+        except (TypeError, ValueError):
+            return None
 
     def _attempt(self, call: Call, request_id: str, sent: Transferred) -> httpx.Response:
         headers = self._headers(call, request_id)
@@ -716,10 +723,9 @@ class GatewayClient(BaseGatewayClient):
     # -- direct transfers and downloads -------------------------------------------
 
     def _default_bucket_name(self) -> str:
-        if self._default_bucket is None:
-            status = self.get_status()
-            self._default_bucket = str(status["default_bucket"])
-        return self._default_bucket
+        if self._status is None:
+            self._status = self.get_status()
+        return str(self._status["default_bucket"])
 
     def _upload_direct(
         self,
