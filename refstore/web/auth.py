@@ -1,8 +1,9 @@
 """Who is calling, and what they may touch.
 
 Admin tokens may do everything, including ``/gateway/*`` changes. Project keys are
-scoped to buckets, a key prefix and a set of actions. Tokens are compared in
-constant time and never logged or returned.
+scoped to buckets, a key prefix and a set of actions. Bucket-mapping tokens (the
+operator's) may read and update ``/gateway/bucket-mapping`` and nothing else. Tokens
+are compared in constant time and never logged or returned.
 """
 
 from __future__ import annotations
@@ -28,11 +29,24 @@ class Principal:
     buckets: frozenset[str] = frozenset()
     prefix: str = ""
     actions: frozenset[Action] = field(default_factory=lambda: frozenset(Action))
+    mapping_only: bool = False
 
     def require_admin(self) -> None:
         """Raises: PermissionDeniedError unless this is an admin."""
         if not self.admin:
             raise PermissionDeniedError(f"{self.name} is not an admin")
+
+    def require_mapping_access(self) -> None:
+        """Raises: PermissionDeniedError unless this may read and update the bucket mapping."""
+        if not (self.admin or self.mapping_only):
+            raise PermissionDeniedError(f"{self.name} may not use the bucket mapping")
+
+    def require_general_access(self) -> None:
+        """Raises: PermissionDeniedError for a bucket-mapping token, which may do nothing else."""
+        if self.mapping_only:
+            raise PermissionDeniedError(
+                f"{self.name} may only read and update /gateway/bucket-mapping"
+            )
 
     def require(self, action: Action, bucket: str, key: str, mapping: BucketMap) -> None:
         """Check that ``action`` on ``bucket``/``key`` is in scope.
@@ -63,6 +77,7 @@ class Principal:
 
 
 ANONYMOUS_ADMIN = Principal("anonymous", admin=True)
+MAPPING_WRITER = Principal("bucket-mapping-token", actions=frozenset(), mapping_only=True)
 
 
 def _digest(token: str) -> bytes:
@@ -76,6 +91,7 @@ class Authenticator:
         self.mode = auth.mode
         # Compare digests so every comparison takes the same time whatever the length.
         self._admins = [_digest(token) for token in auth.all_admin_tokens()]
+        self._mapping_writers = [_digest(token) for token in auth.all_mapping_tokens()]
         self._keys = [
             (
                 _digest(key.key.get_secret_value()),
@@ -91,7 +107,7 @@ class Authenticator:
 
     @property
     def has_credentials(self) -> bool:
-        return bool(self._admins or self._keys)
+        return bool(self._admins or self._keys or self._mapping_writers)
 
     def authenticate(self, authorization: str | None) -> Principal:
         """Principal for an ``Authorization`` header value.
@@ -114,6 +130,9 @@ class Authenticator:
         for key_digest, principal in self._keys:
             if hmac.compare_digest(key_digest, digest):
                 found = found or principal
+        for writer in self._mapping_writers:
+            if hmac.compare_digest(writer, digest):
+                found = found or MAPPING_WRITER
         if found is None:
             raise AuthenticationError("unknown bearer token")
         return found

@@ -66,6 +66,8 @@ class FastObjectRoutes:
         try:
             principal = gateway.authenticator.authenticate(request.headers.get("authorization"))
             scope.setdefault("state", {})["principal"] = principal.name
+            principal.require_general_access()
+            gateway.require_mapping()
             response = await answer(gateway, principal, request)
         except errors.RefStoreError as exc:
             response = answer_refstore_error(request, endpoint.__name__, exc)

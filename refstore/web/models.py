@@ -85,8 +85,9 @@ class HealthResponse(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    status: str
+    status: str = Field(description="'ready', 'unavailable' (backend) or 'unconfigured' (mapping)")
     backend: str
+    reason: str | None = Field(None, description="Why the gateway is not ready")
 
 
 class GatewayStatusResponse(BaseModel):

@@ -29,7 +29,7 @@ from .models import (
 )
 from .responses import object_response
 from .settings import Action
-from .state import Gateway, GatewayDep, PrincipalDep
+from .state import Gateway, GatewayDep, ObjectPrincipalDep
 from .transfer import CHUNK, BodyCounter, check_declared_length, raw_body, stream_multipart
 
 logger = logging.getLogger("refstore.web")
@@ -154,7 +154,9 @@ def _guess_type(filename: str, given: str | None) -> str:
         }
     },
 )
-async def upload(request: Request, gateway: GatewayDep, principal: PrincipalDep) -> UploadResponse:
+async def upload(
+    request: Request, gateway: GatewayDep, principal: ObjectPrincipalDep
+) -> UploadResponse:
     """Form fields `logic_bucket`, `path`, `use_logical_uri` and the `file` part (send the
     fields first). Without `path` the key is `YYYY/MM/DD/<uuid><ext>`."""
     limit = gateway.settings.server.max_upload_bytes
@@ -204,7 +206,7 @@ async def upload_raw(
     key: str,
     request: Request,
     gateway: GatewayDep,
-    principal: PrincipalDep,
+    principal: ObjectPrincipalDep,
     use_logical_uri: bool = False,
 ) -> UploadResponse:
     """The body is streamed to `s3://{bucket}/{key}`; `Content-Type` is stored with it."""
@@ -255,7 +257,7 @@ async def receive_raw(gateway: Gateway, request: Request, uri: str) -> Any:
 async def download(
     request: Request,
     gateway: GatewayDep,
-    principal: PrincipalDep,
+    principal: ObjectPrincipalDep,
     uri: Annotated[str, Query(description="s3://bucket/key")],
 ) -> Response:
     bucket, key = decode_uri(uri)
@@ -269,7 +271,7 @@ async def download(
     response_class=Response,
 )
 async def download_path(
-    bucket: str, key: str, request: Request, gateway: GatewayDep, principal: PrincipalDep
+    bucket: str, key: str, request: Request, gateway: GatewayDep, principal: ObjectPrincipalDep
 ) -> Response:
     return await read_object(gateway, principal, request, bucket, key)
 
@@ -293,7 +295,7 @@ async def read_object(
 async def presigned_url(
     request: Request,
     gateway: GatewayDep,
-    principal: PrincipalDep,
+    principal: ObjectPrincipalDep,
     uri: Annotated[str, Query(description="s3://bucket/key")],
     expiry_seconds: Annotated[int | None, Query(description="1 s .. 7 days")] = None,
     method: Annotated[str, Query(description="GET or PUT")] = "GET",
@@ -319,7 +321,7 @@ async def presigned_url(
 )
 async def file_info(
     gateway: GatewayDep,
-    principal: PrincipalDep,
+    principal: ObjectPrincipalDep,
     uri: Annotated[str, Query(description="s3://bucket/key")],
 ) -> FileInfoResponse:
     _authorize_uri(gateway, principal, Action.read, uri)
@@ -337,7 +339,9 @@ async def file_info(
     responses=_errors(*COMMON),
 )
 async def delete(
-    request_body: Annotated[DeleteRequest, Body()], gateway: GatewayDep, principal: PrincipalDep
+    request_body: Annotated[DeleteRequest, Body()],
+    gateway: GatewayDep,
+    principal: ObjectPrincipalDep,
 ) -> DeleteResponse:
     """Out-of-scope URIs refuse the whole request (403) before anything is deleted;
     invalid URIs are reported in `failed`."""
@@ -359,7 +363,7 @@ async def delete(
 )
 async def list_files(
     gateway: GatewayDep,
-    principal: PrincipalDep,
+    principal: ObjectPrincipalDep,
     logic_bucket: str | None = None,
     prefix: str = "",
     recursive: bool = True,
@@ -373,7 +377,7 @@ async def list_files(
 
 
 async def upload_from_url(
-    body: UrlUploadRequest, gateway: GatewayDep, principal: PrincipalDep
+    body: UrlUploadRequest, gateway: GatewayDep, principal: ObjectPrincipalDep
 ) -> UploadResponse:
     """Fetch an http(s) URL into storage. Non-global addresses are refused on every
     resolved address and redirect hop; the body is capped and streamed."""

@@ -21,7 +21,7 @@ from .models import (
     UpdateBucketMappingRequest,
 )
 from .routes_files import _errors
-from .state import AdminDep, Gateway, GatewayDep, PrincipalDep
+from .state import AdminDep, Gateway, GatewayDep, MappingPrincipalDep, PrincipalDep
 
 router = APIRouter(prefix="/gateway", tags=["gateway"])
 ADMIN = (400, 401, 403, 422, 503)
@@ -148,7 +148,7 @@ def mapping_response(snapshot: BucketMap, changed: bool | None = None) -> Bucket
     summary="The bucket mapping in use, with its version",
     responses=_errors(401, 403),
 )
-async def get_mapping(gateway: GatewayDep, admin: AdminDep) -> BucketMappingResponse:
+async def get_mapping(gateway: GatewayDep, caller: MappingPrincipalDep) -> BucketMappingResponse:
     return mapping_response(gateway.mapping)
 
 
@@ -159,7 +159,9 @@ async def get_mapping(gateway: GatewayDep, admin: AdminDep) -> BucketMappingResp
     responses=_errors(*ADMIN, 409),
 )
 async def put_mapping(
-    request: Annotated[UpdateBucketMappingRequest, Body()], gateway: GatewayDep, admin: AdminDep
+    request: Annotated[UpdateBucketMappingRequest, Body()],
+    gateway: GatewayDep,
+    caller: MappingPrincipalDep,
 ) -> BucketMappingResponse:
     version = MappingVersion(**request.version.model_dump()) if request.version else None
     changed, snapshot = apply_mapping(

@@ -13,7 +13,7 @@ from ..uri import encode_uri
 from .models import HealthResponse, ReadyResponse, UploadResponse
 from .responses import object_response
 from .routes_files import _errors, receive_raw, uploaded
-from .state import GatewayDep
+from .state import AWAITING_MAPPING, GatewayDep
 
 router = APIRouter(tags=["service"])
 
@@ -42,14 +42,22 @@ async def health(gateway: GatewayDep) -> HealthResponse:
 @router.get(
     "/ready",
     response_model=ReadyResponse,
-    summary="Readiness: 200 when the storage backend answers, else 503",
-    responses={503: {"model": ReadyResponse, "description": "Backend unreachable"}},
+    summary="Readiness: 200 when the storage backend answers (and, with "
+    "bucket_mapping_source: operator, once the operator has pushed the mapping), else 503",
+    responses={503: {"model": ReadyResponse, "description": "Not ready; `reason` says why"}},
 )
 async def ready(gateway: GatewayDep) -> Response:
+    backend = gateway.settings.backend_name
+    if gateway.awaiting_mapping:
+        return _not_ready("unconfigured", backend, AWAITING_MAPPING)
     if await gateway.check_backend():
-        return JSONResponse({"status": "ready", "backend": gateway.settings.backend_name})
+        return JSONResponse({"status": "ready", "backend": backend})
+    return _not_ready("unavailable", backend, f"the {backend} backend does not answer")
+
+
+def _not_ready(status: str, backend: str, reason: str) -> JSONResponse:
     return JSONResponse(
-        {"status": "unavailable", "backend": gateway.settings.backend_name},
+        {"status": status, "backend": backend, "reason": reason},
         status_code=503,
         headers={"Retry-After": "5"},
     )

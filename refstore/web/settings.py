@@ -69,6 +69,13 @@ class ApiKey(BaseModel):
         return f"{prefix}/" if prefix else ""
 
 
+def _tokens(listed: list[SecretStr], file: Path | None) -> list[str]:
+    tokens = [t.get_secret_value() for t in listed]
+    if file:
+        tokens += [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    return tokens
+
+
 class AuthSection(BaseModel):
     mode: Literal["keys", "none"] = Field(
         "keys", description="'keys': bearer tokens required; 'none': open to anyone (logged)"
@@ -77,13 +84,20 @@ class AuthSection(BaseModel):
     admin_tokens_file: Path | None = Field(None, description="File with one admin token per line")
     api_keys: list[ApiKey] = Field(default_factory=list, description="Project keys")
     api_keys_file: Path | None = Field(None, description="YAML list of project keys")
+    mapping_tokens: list[SecretStr] = Field(
+        default_factory=list,
+        description="Tokens that may read and update /gateway/bucket-mapping and nothing else "
+        "(the operator's)",
+    )
+    mapping_tokens_file: Path | None = Field(
+        None, description="File with one bucket-mapping token per line"
+    )
 
     def all_admin_tokens(self) -> list[str]:
-        tokens = [t.get_secret_value() for t in self.admin_tokens]
-        if self.admin_tokens_file:
-            lines = self.admin_tokens_file.read_text().splitlines()
-            tokens += [line.strip() for line in lines if line.strip()]
-        return tokens
+        return _tokens(self.admin_tokens, self.admin_tokens_file)
+
+    def all_mapping_tokens(self) -> list[str]:
+        return _tokens(self.mapping_tokens, self.mapping_tokens_file)
 
     def all_api_keys(self) -> list[ApiKey]:
         keys = list(self.api_keys)
@@ -116,6 +130,11 @@ class GatewaySettings(BaseSettings):
     local: LocalSection | None = Field(None, description="Embedded local backend")
     default_bucket: str = Field("default", description="Bucket used when none is given")
     enable_bucket_mapping: bool = Field(False, description="Map logical to physical buckets")
+    bucket_mapping_source: Literal["config", "operator"] = Field(
+        "config",
+        description="'operator': the mapping is pushed by the operator; until the first "
+        "versioned push /ready answers 503 and object requests are refused with 503",
+    )
     bucket_map: dict[str, str] = Field(default_factory=dict, description="logical -> physical")
     presigned_expiry: int = Field(3600, gt=0, description="Default presigned URL lifetime (s)")
     public_url: str | None = Field(None, description="Base URL presigned URLs are rewritten to")

@@ -20,6 +20,10 @@ from .settings import GatewaySettings
 logger = logging.getLogger("refstore.web")
 
 HEALTH_INTERVAL = 5.0
+AWAITING_MAPPING = (
+    "bucket mapping not configured yet: waiting for the operator's first push "
+    "(bucket_mapping_source: operator)"
+)
 
 
 class Gateway:
@@ -40,6 +44,21 @@ class Gateway:
     @property
     def mapping(self) -> BucketMap:
         return self.store.mapping.current
+
+    @property
+    def awaiting_mapping(self) -> bool:
+        """True while the mapping comes from the operator and none has been pushed yet."""
+        return self.settings.bucket_mapping_source == "operator" and self.mapping.version is None
+
+    def require_mapping(self) -> None:
+        """Refuse object requests until the operator's mapping has arrived: without it a
+        logical bucket name would be taken for a physical one.
+
+        Raises:
+            ConnectionError: still waiting for the first push (503, retried by clients).
+        """
+        if self.awaiting_mapping:
+            raise errors.ConnectionError(AWAITING_MAPPING)
 
     @property
     def endpoint(self) -> str:
@@ -96,19 +115,47 @@ async def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-async def get_principal(
-    request: Request,
-    gateway: GatewayDep,
-    authorization: Annotated[
-        str | None, Header(description="Bearer token: `Authorization: Bearer <key>`")
-    ] = None,
-) -> Principal:
+AuthorizationHeader = Annotated[
+    str | None, Header(description="Bearer token: `Authorization: Bearer <key>`")
+]
+
+
+def authenticate(request: Request, gateway: Gateway, authorization: str | None) -> Principal:
     principal = gateway.authenticator.authenticate(authorization)
     request.state.principal = principal.name
     return principal
 
 
+async def get_principal(
+    request: Request, gateway: GatewayDep, authorization: AuthorizationHeader = None
+) -> Principal:
+    principal = authenticate(request, gateway, authorization)
+    principal.require_general_access()
+    return principal
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_object_principal(principal: PrincipalDep, gateway: GatewayDep) -> Principal:
+    gateway.require_mapping()
+    return principal
+
+
+ObjectPrincipalDep = Annotated[Principal, Depends(get_object_principal)]
+"""The caller of an object request, refused while the operator's mapping is awaited."""
+
+
+async def get_mapping_principal(
+    request: Request, gateway: GatewayDep, authorization: AuthorizationHeader = None
+) -> Principal:
+    principal = authenticate(request, gateway, authorization)
+    principal.require_mapping_access()
+    return principal
+
+
+MappingPrincipalDep = Annotated[Principal, Depends(get_mapping_principal)]
+"""An admin or a bucket-mapping token."""
 
 
 async def get_admin(principal: PrincipalDep) -> Principal:
