@@ -79,7 +79,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..errors import ConfigError
-    from ..web.middleware import configure_json_logging
+    from ..logs import configure_json_logging
     from ..web.settings import CONFIG_ENV, load_settings
 
     configure_json_logging(getattr(logging, args.log_level.upper()))
