@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import errors
 from . import admin, objects, transfers
+from .operator import add_operator_command
 from .output import EXIT_CODES_HELP, EXIT_ERROR, Output
 from .serve import add_serve_command
 from .targets import CONFIG_ENV, GATEWAY_ENV, Target, open_target
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_serve_command(commands)
+    add_operator_command(commands)
     common = _client_options(defaults=False)
 
     def command(name: str, handler: Handler, summary: str) -> argparse.ArgumentParser:
@@ -262,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
+    if args.command in ("serve", "operator"):
         return int(args.handler(args))
     out = Output(as_json=args.json, progress=args.progress)
     # Library warnings (e.g. the SDK retrying) are notes for the person at the terminal.
