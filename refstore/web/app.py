@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from .. import __version__
+from .docs import router as docs_router
 from .errors import install_error_handlers
 from .fast_routes import FastObjectRoutes
 from .metrics import Metrics
@@ -82,12 +83,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # served offline by .docs instead of from a CDN
+        redoc_url=None,
         **_fastapi_telemetry(),
     )
     install_error_handlers(app)
     app.add_middleware(FastObjectRoutes)  # inside the observability middleware (added last)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     app.include_router(service_router)
+    app.include_router(docs_router)
     app.include_router(files_router)
     if settings.url_fetch.block_private:
         register_url_upload(app)
