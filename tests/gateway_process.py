@@ -11,6 +11,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,13 +26,25 @@ class GatewayProcess:
     """Runs ``refstore serve --config <yaml>`` built from ``settings``.
 
     ``settings`` is the YAML document as a dict (see README "Configuration");
-    an admin token is added unless ``auth`` is given.
+    an admin token is added unless ``auth`` is given. ``host``/``port`` are where it listens
+    (default 127.0.0.1 and a free port); ``command_prefix`` is put before the command (e.g.
+    ``ip netns exec NAME``, see netns.GatewayPod).
     """
 
-    def __init__(self, settings: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        env: dict[str, str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        command_prefix: Sequence[str] = (),
+    ) -> None:
         self.settings = dict(settings)
         self.settings.setdefault("auth", {"mode": "keys", "admin_tokens": [ADMIN_TOKEN]})
-        self.port = free_port()
+        self.host = host
+        self.port = free_port() if port is None else port
+        self._command_prefix = list(command_prefix)
         self._dir = Path(tempfile.mkdtemp(prefix="refstore-gateway-"))
         self.config_path = self._dir / "gateway.yaml"
         self.log_path = self._dir / "gateway.log"
@@ -40,7 +53,7 @@ class GatewayProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -54,10 +67,13 @@ class GatewayProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
+                    *self._command_prefix,
                     sys.executable,
                     "-m",
                     "refstore.cli",
                     "serve",
+                    "--host",
+                    self.host,
                     "--port",
                     str(self.port),
                     "--config",
