@@ -83,3 +83,49 @@ def http_source() -> Iterator[HttpSource]:
     """A real HTTP server on 127.0.0.1 serving in-memory files."""
     with HttpSource() as source:
         yield source
+
+
+# --- Kubernetes test bed: a real control plane and pod-like network namespaces ---
+
+from collections.abc import Callable  # noqa: E402
+
+from kube import ControlPlane, ensure_kube_tools  # noqa: E402
+from netns import PodNetwork  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver + kube-controller-manager for the session (no scheduler/kubelet)."""
+    try:
+        tools = ensure_kube_tools()
+    except RuntimeError as err:
+        pytest.fail(f"Kubernetes binaries unavailable: {err}", pytrace=False)
+    plane = ControlPlane(tmp_path_factory.mktemp("kube"), tools)
+    try:
+        plane.start()
+    except RuntimeError as err:
+        pytest.fail(f"could not start the Kubernetes control plane: {err}", pytrace=False)
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def pod_network() -> Iterator[Callable[[], PodNetwork]]:
+    """Makes PodNetworks (a namespace with address 198.18.N.2 each); all closed after the test."""
+    made: list[PodNetwork] = []
+
+    def make() -> PodNetwork:
+        try:
+            network = PodNetwork()
+        except RuntimeError as err:
+            pytest.fail(f"could not make a pod network: {err}", pytrace=False)
+        made.append(network)
+        return network
+
+    try:
+        yield make
+    finally:
+        for network in reversed(made):
+            network.close()
