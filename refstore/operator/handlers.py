@@ -70,12 +70,21 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorState, **_: A
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = FINALIZER
+    # Watching namespaces and CRDs to discover resources needs cluster-wide rights; the
+    # operator has a Role in one namespace, and the chart installs the CRD before it starts.
+    settings.scanning.disabled = True
     settings.posting.level = logging.WARNING  # explicit events, and kopf's warnings
     settings.watching.server_timeout = 300
     settings.watching.connect_timeout = 5
     settings.networking.request_timeout = 30
     settings.background.cancellation_polling = 1
+    logging.getLogger("kopf.objects").addFilter(_quiet_wake)
     memo.pusher = GatewayPusher(memo.token, timeout=memo.push_timeout)
+
+
+def _quiet_wake(record: logging.LogRecord) -> bool:
+    """Leave out kopf's "Handler 'wake' succeeded": one line per watched event says nothing."""
+    return not record.getMessage().startswith("Handler 'wake' ")
 
 
 @kopf.on.login(registry=registry)
@@ -121,7 +130,9 @@ def _conflict(claims: kopf.Index[str, Claim], service: str, uid: str) -> Claim |
 
 # kopf passes the indexes as keyword arguments named after them, which its handler protocols
 # cannot declare: hence the type-ignores on the two handlers that read them.
-@kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=10)  # type: ignore[arg-type]
+@kopf.daemon(  # type: ignore[arg-type]
+    GROUP, VERSION, PLURAL, registry=registry, cancellation_backoff=5, cancellation_timeout=5
+)
 async def sync_gateways(
     body: kopf.Body,
     meta: kopf.Meta,
