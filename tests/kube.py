@@ -408,9 +408,9 @@ def kubeconfig_yaml(server: str, ca_path: Path, token: str, user: str, namespace
 
 
 def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the test process dies (no orphaned servers)."""
+    """In the child: get SIGKILL when the test process dies (no orphaned servers)."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class _Server:

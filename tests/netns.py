@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import fcntl
 import ipaddress
 import os
@@ -49,6 +50,12 @@ def _state_dir() -> Path:
             if os.access(candidate, os.W_OK):
                 return candidate
     raise RuntimeError("no writable directory for the PodNetwork slot registry")
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the test process dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _ip_binary() -> str:
@@ -246,9 +253,13 @@ class PodNetwork:
         return [_ip_binary(), "netns", "exec", self.namespace]
 
     def popen(self, argv: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen[Any]:
-        """Start ``argv`` inside the namespace (``ip netns exec`` execs it: same PID)."""
+        """Start ``argv`` inside the namespace (``ip netns exec`` execs it: same PID).
+
+        Unless ``preexec_fn`` is given, the process is SIGKILLed if the test process dies.
+        """
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
+        popen_kwargs.setdefault("preexec_fn", _die_with_parent)
         proc: subprocess.Popen[Any] = subprocess.Popen([*self.exec_prefix, *argv], **popen_kwargs)
         self._procs.append(proc)
         return proc
