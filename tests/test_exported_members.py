@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import refstore
 
 SEED_NAMES = {
@@ -55,3 +57,21 @@ def test_importing_refstore_does_not_import_service_or_sdk_dependencies():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("refstore.operator.handlers", {"fastapi", "starlette", "uvicorn", "refstore.web"}),
+        ("refstore.web.app", {"kopf", "refstore.operator"}),
+        ("refstore.gateway", {"kopf", "fastapi", "refstore.operator", "refstore.web"}),
+    ],
+)
+def test_layers_point_one_way(module: str, forbidden: set[str]) -> None:
+    code = (
+        f"import sys, {module}; "
+        f"print(sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') "
+        f"for f in {sorted(forbidden)!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"{module} imports {out.stdout.strip()}"
