@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from .kube import StatusWriter
+from .kube import StatusWriteError, StatusWriter
 from .model import (
     GROUP,
     PLURAL,
@@ -38,6 +38,7 @@ registry = kopf.OperatorRegistry()
 FINALIZER = f"{GROUP}/operator"
 CLEAR_RETRIES = 10
 STATUS_DEBOUNCE = 0.05
+STATUS_RETRY = 1.0
 
 
 @dataclass
@@ -49,9 +50,7 @@ class OperatorState:
     push_timeout: float = 2.0
     pusher: GatewayPusher | None = None
     status: StatusWriter | None = None
-    connection: kopf.ConnectionInfo | None = None
     wakers: set[asyncio.Event] = field(default_factory=set)
-    syncs: dict[str, MappingSync] = field(default_factory=dict)  # by BucketMapping uid
 
     def wake_all(self) -> None:
         for waker in self.wakers:
@@ -90,8 +89,10 @@ def _quiet_wake(record: logging.LogRecord) -> bool:
 @kopf.on.login(registry=registry)
 async def login(memo: OperatorState, **kwargs: Any) -> kopf.ConnectionInfo | None:
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-    if info is not None:
-        memo.connection = info
+    if info is not None:  # (again after the credentials expired: a writer for the new ones)
+        previous, memo.status = memo.status, StatusWriter(info)
+        if previous is not None:
+            await previous.aclose()
     return info
 
 
@@ -143,16 +144,13 @@ async def sync_gateways(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    assert memo.pusher is not None and memo.connection is not None
-    if memo.status is None:
-        memo.status = StatusWriter(memo.connection)
+    assert memo.pusher is not None
     namespace, name, uid = str(meta.namespace), str(meta.name), str(meta.uid)
     sync = MappingSync(
         memo.pusher,
         memo.timing,
         lambda type_, reason, message: kopf.event(body, type=type_, reason=reason, message=message),
     )
-    memo.syncs[uid] = sync
     waker = asyncio.Event()
     memo.wakers.add(waker)
     written: dict[str, Any] | None = None
@@ -170,14 +168,24 @@ async def sync_gateways(
             if _differs(status, written):
                 if written is None or _ready(status) != _ready(written):
                     logger.info("%s: %s", _ready(status)[0], _ready(status)[1])
-                if not await memo.status.patch_status(namespace, name, status):
-                    return
+                try:
+                    if not await _status_writer(memo).patch_status(namespace, name, status):
+                        return  # the object is gone
+                except StatusWriteError as exc:
+                    logger.warning("%s; retrying", exc)
+                    await asyncio.sleep(STATUS_RETRY)
+                    continue
                 written = previous = status
             await _wait_for_news(waker, sync.changed, stopped, memo.timing.resync)
     finally:
         memo.wakers.discard(waker)
-        memo.syncs.pop(uid, None)
         await sync.aclose()
+
+
+def _status_writer(memo: OperatorState) -> StatusWriter:
+    if memo.status is None:
+        raise StatusWriteError("not logged in to the API server yet")
+    return memo.status
 
 
 async def _wait_for_news(

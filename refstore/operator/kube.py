@@ -49,6 +49,10 @@ def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
     return context
 
 
+class StatusWriteError(Exception):
+    """The API server refused the status or did not answer; the message says which."""
+
+
 class StatusWriter:
     """``PATCH .../bucketmappings/NAME/status`` (a JSON merge patch)."""
 
@@ -70,7 +74,7 @@ class StatusWriter:
         """Write ``status``; False when the object is gone.
 
         Raises:
-            kopf.TemporaryError: the API server refused or did not answer.
+            StatusWriteError: the API server refused or did not answer.
         """
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
         try:
@@ -80,11 +84,11 @@ class StatusWriter:
                 headers={"Content-Type": "application/merge-patch+json"},
             )
         except httpx.HTTPError as exc:
-            raise kopf.TemporaryError(f"status of {namespace}/{name} not written: {exc}") from exc
+            raise StatusWriteError(f"status of {namespace}/{name} not written: {exc}") from exc
         if response.status_code == 404:
             return False
         if response.status_code >= 400:
-            raise kopf.TemporaryError(
+            raise StatusWriteError(
                 f"status of {namespace}/{name} refused: {response.status_code} {response.text}"
             )
         return True
