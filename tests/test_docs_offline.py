@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import podman
 import pytest
 import yaml
 
@@ -80,9 +81,21 @@ class IsolatedNetwork:
         self.path = f"/run/netns/{self.name}"
         self._processes: list[subprocess.Popen[bytes]] = []
 
+    @staticmethod
+    def remove_stale() -> None:
+        """Remove the namespaces of earlier runs whose process is gone (killed runs)."""
+        for entry in Path("/run/netns").glob("rs-docs-*-*"):
+            try:
+                os.kill(int(entry.name.split("-")[2]), 0)
+            except ProcessLookupError:
+                subprocess.run(["ip", "netns", "del", entry.name], capture_output=True)
+            except (ValueError, PermissionError):
+                pass
+
     def __enter__(self) -> IsolatedNetwork:
         if shutil.which("ip") is None:
             pytest.fail("`ip` not found; install iproute2 (apt-get install -y iproute2)")
+        self.remove_stale()
         made = subprocess.run(["ip", "netns", "add", self.name], capture_output=True, text=True)
         if made.returncode != 0:
             pytest.fail(
@@ -391,3 +404,22 @@ def test_stock_cdn_page_renders_nothing_in_the_same_namespace(
     cdn = [url for url in page.requests if urlsplit(url).hostname != HOST_ADDRESS]
     assert cdn, f"the stock page asked no CDN: {page.requests}"
     assert page.failures, "requests to the CDN did not fail"
+
+
+def test_docs_render_offline_from_the_image(tmp_path: Path) -> None:
+    """The image's gateway, in a namespace with only ``lo`` (podman --network ns:...)."""
+    chromium_binary()
+    engine = podman.require_podman()
+    image = podman.require_image()
+    with IsolatedNetwork() as network:
+        container = podman.Container(
+            engine,
+            image,
+            ["--network", f"ns:{network.path}", "-e", "REFSTORE_AUTH__MODE=none"],
+        )
+        with container:
+            network.wait_http(f"{ORIGIN}/health")
+            with browser_in(network) as browser:
+                for path in ("/docs", "/redoc"):
+                    page = browser.open(ORIGIN + path, until=OPERATION_PATHS)
+                    assert_rendered_offline(page, ORIGIN)
