@@ -11,7 +11,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,6 +20,31 @@ import yaml
 from servers import free_port
 
 ADMIN_TOKEN = "admin-test-token"
+
+
+def wait_for_http(
+    process: subprocess.Popen[bytes],
+    url: str,
+    timeout: float,
+    what: str,
+    log: Callable[[], str],
+) -> None:
+    """Wait until ``url`` answers 200 while ``process`` runs.
+
+    Raises:
+        RuntimeError: the process exited or ``url`` did not answer in time (with its log).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited:\n{log()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout}s:\n{log()}")
 
 
 class GatewayProcess:
@@ -84,17 +109,8 @@ class GatewayProcess:
                 env=env,
                 cwd=self._dir,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
-        raise RuntimeError(f"gateway did not answer /health within {timeout}s:\n{self.log()}")
+        wait_for_http(self.process, f"{self.url}/health", timeout, "gateway", self.log)
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -13,13 +13,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+from gateway_process import wait_for_http
 from kube import ControlPlane
 from netns import GatewayPod, PodNetwork
 from prometheus_client.parser import text_string_to_metric_families
@@ -237,17 +236,8 @@ class OperatorProcess:
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"refstore operator exited:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.liveness_url, timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
-        raise RuntimeError(f"refstore operator not live within {timeout}s:\n{self.log()}")
+        wait_for_http(self.process, self.liveness_url, timeout, "refstore operator", self.log)
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
