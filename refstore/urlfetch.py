@@ -12,8 +12,9 @@ same checks:
 * the connection goes to the checked address itself, never to a second
   resolution of the name, with the original ``Host`` header and, for
   ``https``, the original hostname for SNI and certificate verification;
-* a per-operation socket ``timeout``, a total ``deadline`` and a ``max_bytes``
-  cap enforced while streaming.
+* a per-operation socket ``timeout``, a total ``deadline`` (name resolution,
+  every hop, headers and body) and a ``max_bytes`` cap enforced while
+  streaming.
 
 Environment proxy settings are not used.
 """
@@ -277,14 +278,49 @@ def _resolve(target: _Target, resolver: Resolver | None) -> list[IPAddress]:
     return addresses
 
 
+def _resolve_within(
+    target: _Target, resolver: Resolver | None, deadline: _Deadline
+) -> list[IPAddress]:
+    """:func:`_resolve`, giving up when ``deadline`` is spent.
+
+    A resolver cannot be interrupted (``getaddrinfo`` blocks in C), so it runs
+    in a daemon thread that is left to finish on its own if the deadline
+    passes first; its answer is then discarded.
+    """
+    if target.literal is not None or not math.isfinite(deadline.seconds):
+        return _resolve(target, resolver)
+    outcome: list[list[IPAddress] | BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append(_resolve(target, resolver))
+        except BaseException as exc:  # handed to the waiting caller
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="refstore-urlfetch-resolve", daemon=True).start()
+    if not done.wait(max(deadline.remaining(), 0.0)):
+        raise deadline.error(target)
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 def _checked_addresses(
     target: _Target,
     *,
     block_private: bool,
     resolver: Resolver | None,
     allow_address: AddressPolicy | None,
+    deadline: _Deadline | None = None,
 ) -> list[IPAddress]:
-    addresses = _resolve(target, resolver)
+    if deadline is None:
+        addresses = _resolve(target, resolver)
+    else:
+        addresses = _resolve_within(target, resolver, deadline)
     if block_private or allow_address is not None:
         policy = allow_address or _address_is_public
         for addr in addresses:
@@ -699,9 +735,10 @@ def open_url(
     Args:
         url: The ``http`` or ``https`` URL to fetch.
         timeout: Seconds allowed for the connect and for each socket read.
-        deadline: Seconds allowed for the whole transfer (every hop, headers
-            and body); ``None`` means :data:`DEFAULT_DEADLINE` (one hour),
-            ``math.inf`` means no total cap.
+        deadline: Seconds allowed for the whole transfer (name resolution,
+            every hop, headers and body); ``None`` means
+            :data:`DEFAULT_DEADLINE` (one hour), ``math.inf`` means no total
+            cap. A resolver still running at the deadline is abandoned.
         max_bytes: Largest body accepted; ``None`` for no cap.
         max_redirects: Most redirects followed (301, 302, 303, 307, 308).
         block_private: Refuse hosts resolving to any non-public address
@@ -758,7 +795,11 @@ def _open(
     while True:
         target = _parse_url(url)
         addresses = _checked_addresses(
-            target, block_private=block_private, resolver=resolver, allow_address=allow_address
+            target,
+            block_private=block_private,
+            resolver=resolver,
+            allow_address=allow_address,
+            deadline=deadline,
         )
         conn, response = _send(target, addresses, timeout, deadline)
         try:

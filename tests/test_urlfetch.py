@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import select
+import shlex
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -532,6 +535,112 @@ def test_unresolvable_host_raises_source_error() -> None:
     with pytest.raises(SourceError) as info:
         open_url("http://nowhere.test/", resolver=fail)
     assert isinstance(info.value.__cause__, socket.gaierror)
+
+
+class HangingResolver:
+    """A resolver that answers only when released, as a DNS server that never replies."""
+
+    def __init__(self) -> None:
+        self.called = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.called.set()
+        self.release.wait(HANDLER_TIME_LIMIT)
+        return ["127.0.0.1"]
+
+
+@pytest.fixture
+def hanging_resolver() -> Iterator[HangingResolver]:
+    resolver = HangingResolver()
+    try:
+        yield resolver
+    finally:
+        resolver.release.set()
+
+
+def test_deadline_covers_a_resolver_that_hangs(hanging_resolver: HangingResolver) -> None:
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"deadline of 0\.3s exceeded") as info:
+        open_url("http://hangs.test/", timeout=5, deadline=0.3, resolver=hanging_resolver)
+    elapsed = time.monotonic() - started
+    assert hanging_resolver.called.is_set()
+    assert 0.3 <= elapsed < 1.3
+    assert info.value.context["deadline"] == 0.3
+    assert info.value.context["url"] == "http://hangs.test/"
+
+
+def test_deadline_covers_resolving_a_redirect_hop(
+    server: LocalServer, hanging_resolver: HangingResolver
+) -> None:
+    url = f"{server.base}/to?url=http://hangs.test:{server.port}/bytes/1"
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="deadline"):
+        open_url(url, timeout=5, deadline=0.3, resolver=hanging_resolver)
+    assert time.monotonic() - started < 1.3
+    assert hanging_resolver.called.is_set()
+
+
+SILENT_DNS_CHILD = """
+import json, socket, sys, threading, time
+from refstore import RefStore, SourceError
+
+dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dns.bind(("127.0.0.1", 53))
+queries = []
+threading.Thread(target=lambda: [queries.append(dns.recv(4096)) for _ in iter(int, 1)],
+                 daemon=True).start()
+with RefStore({"local": {"root": sys.argv[1]}}) as store:
+    store.init_buckets()
+    started = time.monotonic()
+    try:
+        store.upload_from_url("http://never-answered.example/f.bin", deadline=0.5)
+    except SourceError as exc:
+        error = {"type": type(exc).__name__, "message": str(exc), "context": exc.context}
+    else:
+        error = None
+    elapsed = time.monotonic() - started
+print(json.dumps({"elapsed": elapsed, "error": error, "queries": len(queries)}))
+"""
+
+
+def test_upload_from_url_deadline_covers_a_dns_server_that_never_answers(
+    tmp_path: Path,
+) -> None:
+    """The real system resolver, pointed at a DNS server on 127.0.0.1 that reads and never
+    replies (a private mount and network namespace give the child its own resolv.conf)."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
+    script = (
+        f"ip link set lo up && mount --bind {shlex.quote(str(resolv))} /etc/resolv.conf"
+        f" && exec {shlex.quote(sys.executable)} -c {shlex.quote(SILENT_DNS_CHILD)}"
+        f" {shlex.quote(str(tmp_path / 'store'))}"
+    )
+    child = subprocess.run(
+        ["unshare", "--mount", "--net", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    result = json.loads(child.stdout)
+    assert result["queries"] >= 1
+    assert result["error"] is not None
+    assert result["error"]["type"] == "SourceError"
+    assert "deadline of 0.5s exceeded" in result["error"]["message"]
+    assert result["error"]["context"]["deadline"] == 0.5
+    assert 0.5 <= result["elapsed"] < 1.5
+
+
+def test_resolver_errors_within_the_deadline_keep_their_cause() -> None:
+    def fail(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    with pytest.raises(SourceError, match=r"could not resolve host 'nowhere\.test'") as info:
+        open_url("http://nowhere.test/", deadline=5, resolver=fail)
+    assert isinstance(info.value.__cause__, socket.gaierror)
+    assert "deadline" not in str(info.value)
 
 
 def test_next_resolved_address_is_tried_when_one_refuses(server: LocalServer) -> None:
