@@ -1,430 +1,282 @@
-"""Library configuration: the refstore 0.3.0 dict, validated into a typed :class:`StoreConfig`.
+"""Library configuration: one typed model, :class:`StoreConfig`, for the library and the gateway.
 
-A config holds exactly one backend section, ``"minio": {...}`` or
-``"local": {"root": "<dir>"}``; everything else is optional.
+The model is the single source of every field, default, bound and check. Three things
+derive from it:
+
+- the refstore 0.3.0 dict API: ``RefStore(config_dict)``, ``ConfigValidator.validate_config``
+  (types checked strictly, as 0.3.0 did: ``"3600"`` is not an integer);
+- ``ConfigValidator.get_config_schema()``: a JSON Schema a standard validator enforces;
+- the gateway's settings (``refstore.web.settings.GatewaySettings``), which inherit these
+  fields and add only the service's own sections.
+
+A config holds exactly one backend section, ``"minio": {...}`` or ``"local": {"root": "<dir>"}``.
 """
 
 from __future__ import annotations
 
-import copy
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError, InvalidInputError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
 from .keys import validate_bucket_name
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
-
-_CONFIG_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "Exactly one of 'minio' or 'local' is required.",
-    "properties": {
-        "minio": {
-            "type": "object",
-            "required": ["endpoint", "access_key", "secret_key"],
-            "properties": {
-                "endpoint": {"type": "string", "description": "host:port; http(s):// sets secure"},
-                "access_key": {"type": "string"},
-                "secret_key": {"type": "string"},
-                "secure": {"type": "boolean", "default": False},
-                "region": {"type": ["string", "null"], "default": None},
-                "cert_check": {"type": "boolean", "default": True},
-                "connect_timeout": {"type": "number", "default": 5.0},
-                "read_timeout": {"type": "number", "default": 60.0},
-            },
-        },
-        "local": {
-            "type": "object",
-            "required": ["root"],
-            "properties": {
-                "root": {"type": "string", "description": "directory holding the buckets"},
-                "secret": {
-                    "type": ["string", "null"],
-                    "description": "HMAC key for presigned links (default: kept in the root)",
-                },
-            },
-        },
-        "enable_bucket_mapping": {"type": "boolean", "default": False},
-        "bucket_map": {"type": "object", "description": "logical -> physical bucket names"},
-        "default_bucket": {"type": "string", "default": "default"},
-        "presigned_expiry": {"type": "integer", "default": 3600, "minimum": 1},
-        "public_url": {
-            "type": ["string", "null"],
-            "description": "presigned URLs are rewritten to this base (reverse proxy, path prefix)",
-        },
-        "public_endpoint": {
-            "type": ["string", "null"],
-            "description": "presigned URLs are signed for this scheme://host[:port] directly",
-        },
-        "part_size": {"type": "integer", "default": 8 * MiB, "minimum": MIN_PART_SIZE},
-        "max_concurrency": {"type": "integer", "default": 32, "minimum": 1},
-        "auto_create_buckets": {"type": "boolean", "default": True},
-        "retry": {
-            "type": "object",
-            "properties": {
-                "max_retries": {"type": "integer", "default": 3},
-                "base_delay": {"type": "number", "default": 0.2},
-                "max_delay": {"type": "number", "default": 5.0},
-            },
-        },
-        "url_fetch": {
-            "type": "object",
-            "properties": {
-                "block_private": {"type": "boolean", "default": False},
-                "max_bytes": {"type": ["integer", "null"], "default": None},
-                "max_redirects": {"type": "integer", "default": 5},
-                "deadline": {"type": ["number", "null"], "default": None},
-            },
-        },
-    },
-}
+BUCKET_NAME_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+SECRET_FIELDS = frozenset({"secret_key", "secret"})
 
 
-@dataclass(frozen=True)
-class MinioSettings:
-    endpoint: str
-    access_key: str
-    secret_key: str = field(repr=False)
-    secure: bool = False
-    region: str | None = None
-    cert_check: bool = True
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values never change after validation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-@dataclass(frozen=True)
-class LocalSettings:
-    root: str
-    secret: str | None = field(default=None, repr=False)
+class MinioSettings(Section):
+    """How to reach MinIO (or another S3 server)."""
+
+    endpoint: str = Field(
+        json_schema_extra={"pattern": r"^\s*(https?://)?[^/\s]+:[0-9]+/?\s*$"},
+        description="host:port; an http:// or https:// prefix sets 'secure' and is stripped",
+    )
+    access_key: str = Field(min_length=1, description="Access key")
+    secret_key: SecretStr = Field(min_length=1, description="Secret key (never shown)")
+    secure: bool = Field(False, description="Use HTTPS")
+    region: str | None = Field(None, description="Region; looked up when not set")
+    cert_check: bool = Field(True, description="Verify the server's TLS certificate")
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect")
+    read_timeout: float = Field(60.0, gt=0, description="Seconds to wait for data")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheme_sets_secure(cls, data: Any) -> Any:
+        endpoint = data.get("endpoint") if isinstance(data, dict) else None
+        if isinstance(endpoint, str) and endpoint.strip().startswith(("http://", "https://")):
+            scheme, _, rest = endpoint.strip().partition("://")
+            data = {**data, "endpoint": rest, "secure": scheme == "https"}
+        return data
+
+    @field_validator("endpoint")
+    @classmethod
+    def _host_and_port(cls, endpoint: str) -> str:
+        endpoint = endpoint.strip().rstrip("/")
+        host, _, port = endpoint.rpartition(":")
+        if not host.strip():
+            raise ValueError(f"must be 'host:port', got {endpoint!r}")
+        if not (port.isdigit() and 0 < int(port) <= 65535):
+            raise ValueError(f"port must be an integer 1-65535, got {port!r}")
+        return endpoint
+
+    @field_validator("access_key")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a non-empty string")
+        return value
 
 
-@dataclass(frozen=True)
-class RetrySettings:
-    max_retries: int = 3
-    base_delay: float = 0.2
-    max_delay: float = 5.0
+class LocalSettings(Section):
+    """The embedded local backend: buckets are directories under ``root``."""
+
+    root: str = Field(min_length=1, description="Directory holding the buckets")
+    secret: SecretStr | None = Field(
+        None, description="HMAC key for presigned links (default: one kept in the root)"
+    )
+
+    @field_validator("root")
+    @classmethod
+    def _a_directory_path(cls, root: str) -> str:
+        if not root.strip():
+            raise ValueError("must be a directory path")
+        return root
 
 
-@dataclass(frozen=True)
-class UrlFetchSettings:
-    block_private: bool = False
-    max_bytes: int | None = None
-    max_redirects: int = 5
-    deadline: float | None = None
+class RetrySettings(Section):
+    """Retries of transient backend failures, with capped exponential backoff."""
+
+    max_retries: int = Field(3, ge=0, description="Retries after the first attempt")
+    base_delay: float = Field(0.2, ge=0, description="Seconds before the first retry")
+    max_delay: float = Field(5.0, ge=0, description="Longest wait between two attempts")
 
 
-@dataclass(frozen=True)
-class StoreConfig:
-    """The validated, typed form of a configuration dict."""
+class UrlFetchSettings(Section):
+    """``upload_from_url``: what the library fetches."""
 
-    minio: MinioSettings | None = None
-    local: LocalSettings | None = None
-    enable_bucket_mapping: bool = False
-    bucket_map: dict[str, str] = field(default_factory=dict)
-    default_bucket: str = "default"
-    presigned_expiry: int = 3600
-    public_url: str | None = None
-    public_endpoint: str | None = None
-    part_size: int = 8 * MiB
-    max_concurrency: int = 32
-    auto_create_buckets: bool = True
-    retry: RetrySettings = field(default_factory=RetrySettings)
-    url_fetch: UrlFetchSettings = field(default_factory=UrlFetchSettings)
+    block_private: bool = Field(
+        False, description="Refuse URLs resolving to non-global addresses (SSRF guard)"
+    )
+    max_bytes: int | None = Field(None, gt=0, description="Largest body fetched; null: no cap")
+    max_redirects: int = Field(5, ge=0, description="Redirects followed")
+    deadline: float | None = Field(
+        None, gt=0, description="Total seconds for a fetch, DNS included; null: none"
+    )
+
+
+def _exactly_one_backend(schema: dict[str, Any]) -> None:
+    """JSON Schema: one of ``minio`` / ``local``, each an object (not null) when present."""
+    properties = schema["properties"]
+    for backend in ("minio", "local"):
+        spec = properties[backend]
+        ref = next(option for option in spec.pop("anyOf") if "$ref" in option)
+        spec.pop("default", None)
+        spec.update(ref)
+    schema["oneOf"] = [{"required": ["minio"]}, {"required": ["local"]}]
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+
+
+class StoreConfig(Section):
+    """The validated configuration of a :class:`~refstore.RefStore`."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one_backend)
+
+    minio: MinioSettings | None = Field(None, description="MinIO backend")
+    local: LocalSettings | None = Field(None, description="Embedded local-disk backend")
+    enable_bucket_mapping: bool = Field(False, description="Map logical to physical buckets")
+    bucket_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Logical -> physical bucket names (used when enable_bucket_mapping is on)",
+    )
+    default_bucket: str = Field(
+        "default",
+        json_schema_extra={"pattern": BUCKET_NAME_PATTERN},
+        description="Bucket used when none is given",
+    )
+    presigned_expiry: int = Field(
+        3600, gt=0, le=MAX_PRESIGN_SECONDS, description="Default presigned URL lifetime (s)"
+    )
+    public_url: str | None = Field(
+        None, description="Presigned URLs are rewritten to this base (reverse proxy, path prefix)"
+    )
+    public_endpoint: str | None = Field(
+        None, description="Presigned URLs are signed for this scheme://host[:port] directly"
+    )
+    part_size: int = Field(8 * MiB, ge=MIN_PART_SIZE, description="Multipart part size (bytes)")
+    max_concurrency: int = Field(32, ge=1, description="Backend calls in flight at once")
+    auto_create_buckets: bool = Field(True, description="Create a missing bucket on upload")
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    url_fetch: UrlFetchSettings = Field(default_factory=UrlFetchSettings)
+
+    @field_validator("default_bucket")
+    @classmethod
+    def _a_bucket_name(cls, name: str) -> str:
+        validate_bucket_name(name)
+        return name
+
+    @field_validator("bucket_map")
+    @classmethod
+    def _bucket_names(cls, bucket_map: dict[str, str]) -> dict[str, str]:
+        for logical, physical in bucket_map.items():
+            validate_bucket_name(logical)
+            validate_bucket_name(physical)
+        return bucket_map
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str | None) -> str | None:
+        return None if url is None else _http_url(url)
+
+    @field_validator("public_endpoint")
+    @classmethod
+    def _public_endpoint(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        url = _http_url(url)
+        if urlsplit(url).path not in ("", "/"):
+            raise ValueError(
+                "must be scheme://host[:port] without a path "
+                "(use public_url for a proxy that strips a path prefix)"
+            )
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StoreConfig:
+        if (self.minio is None) == (self.local is None):
+            raise ValueError(
+                "config needs exactly one backend section: 'minio': {...} or 'local': {'root': ...}"
+            )
+        if self.enable_bucket_mapping and not self.bucket_map:
+            raise ValueError("enable_bucket_mapping is on but bucket_map is empty")
+        if self.public_url and self.public_endpoint:
+            raise ValueError("set public_url or public_endpoint, not both")
+        return self
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> StoreConfig:
-        """Validate and convert a config dict.
-
-        Raises:
-            ConfigError: the config is invalid; the message names the field.
-        """
-        data = ConfigValidator.normalize_config(config)
-        minio = MinioSettings(**data["minio"]) if "minio" in data else None
-        local = LocalSettings(**data["local"]) if "local" in data else None
-        return cls(
-            minio=minio,
-            local=local,
-            enable_bucket_mapping=data["enable_bucket_mapping"],
-            bucket_map=dict(data["bucket_map"]),
-            default_bucket=data["default_bucket"],
-            presigned_expiry=data["presigned_expiry"],
-            public_url=data.get("public_url"),
-            public_endpoint=data.get("public_endpoint"),
-            part_size=data["part_size"],
-            max_concurrency=data["max_concurrency"],
-            auto_create_buckets=data["auto_create_buckets"],
-            retry=RetrySettings(**data["retry"]),
-            url_fetch=UrlFetchSettings(**data["url_fetch"]),
-        )
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_keys(section: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(section) - allowed)
-    _require(not unknown, f"unknown key(s) in {where}: {', '.join(unknown)}")
-
-
-def _section(schema_name: str) -> dict[str, Any]:
-    properties: dict[str, Any] = _CONFIG_SCHEMA["properties"][schema_name]["properties"]
-    return properties
-
-
-def _defaults(schema_name: str) -> dict[str, Any]:
-    return {
-        name: spec["default"] for name, spec in _section(schema_name).items() if "default" in spec
-    }
-
-
-class ConfigValidator:
-    """Validates refstore configuration dicts (compatible with refstore 0.3.0)."""
-
-    @classmethod
-    def get_config_schema(cls) -> dict[str, Any]:
-        """Return a JSON-schema-like description of the config (a copy)."""
-        return copy.deepcopy(_CONFIG_SCHEMA)
-
-    @classmethod
-    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        """Validate ``config`` and return a normalised copy with defaults filled in.
+        """Validate a refstore config dict (0.3.0's format) into the typed config.
 
         A ``bucket_map`` given without ``enable_bucket_mapping`` turns mapping on and
-        emits a :class:`DeprecationWarning`. The input dict is never modified.
+        emits a :class:`DeprecationWarning`. The dict is never modified.
 
         Raises:
-            ConfigError: the config is invalid; the message names the field.
+            ConfigError: the config is invalid; the message names each field at fault.
         """
-        _require(isinstance(config, dict), "config must be a dict")
-        data = copy.deepcopy(config)
-        _check_keys(data, set(_CONFIG_SCHEMA["properties"]), "config")
-        _require(
-            ("minio" in data) != ("local" in data),
-            "config needs exactly one backend section: 'minio': {...} or 'local': {'root': ...}",
-        )
-        if "minio" in data:
-            data["minio"] = cls._validate_minio(data["minio"])
-        else:
-            data["local"] = cls._validate_local(data["local"])
-
-        if data.get("bucket_map") and "enable_bucket_mapping" not in data:
+        if not isinstance(config, dict):
+            raise ConfigError("config must be a dict")
+        if config.get("bucket_map") and "enable_bucket_mapping" not in config:
             warnings.warn(
                 "'bucket_map' without 'enable_bucket_mapping' turns bucket mapping on; "
                 "set enable_bucket_mapping: true explicitly",
                 DeprecationWarning,
                 stacklevel=3,
             )
-            data["enable_bucket_mapping"] = True
-        data.setdefault("enable_bucket_mapping", False)
-        data.setdefault("bucket_map", {})
-        data.setdefault("default_bucket", "default")
-        data.setdefault("presigned_expiry", 3600)
-        data.setdefault("part_size", 8 * MiB)
-        data.setdefault("max_concurrency", 32)
-        data.setdefault("auto_create_buckets", True)
-        _require(
-            isinstance(data["enable_bucket_mapping"], bool), "enable_bucket_mapping must be a bool"
-        )
-        cls._validate_bucket_map(data["bucket_map"], data["enable_bucket_mapping"])
-        _require(
-            isinstance(data["default_bucket"], str) and bool(data["default_bucket"]),
-            "default_bucket must be a non-empty string",
-        )
-        cls._validate_bucket("default_bucket", data["default_bucket"])
-        expiry = data["presigned_expiry"]
-        _require(
-            _is_int(expiry) and 0 < expiry <= MAX_PRESIGN_SECONDS,
-            f"presigned_expiry must be a positive integer of at most {MAX_PRESIGN_SECONDS} "
-            f"seconds (7 days), got {expiry!r}",
-        )
-        if data.get("public_url") is not None:
-            data["public_url"] = cls._validate_url("public_url", data["public_url"])
-        if data.get("public_endpoint") is not None:
-            endpoint = cls._validate_url("public_endpoint", data["public_endpoint"])
-            _require(
-                urlsplit(endpoint).path in ("", "/"),
-                "public_endpoint must be scheme://host[:port] without a path "
-                "(use public_url for a proxy that strips a path prefix)",
-            )
-            data["public_endpoint"] = endpoint.rstrip("/")
-        _require(
-            not (data.get("public_url") and data.get("public_endpoint")),
-            "set public_url or public_endpoint, not both",
-        )
-        _require(
-            _is_int(data["part_size"]) and data["part_size"] >= MIN_PART_SIZE,
-            f"part_size must be an integer >= {MIN_PART_SIZE} (5 MiB)",
-        )
-        _require(
-            _is_int(data["max_concurrency"]) and data["max_concurrency"] >= 1,
-            "max_concurrency must be a positive integer",
-        )
-        _require(
-            isinstance(data["auto_create_buckets"], bool), "auto_create_buckets must be a bool"
-        )
-        data["retry"] = cls._validate_retry(data.get("retry", {}))
-        data["url_fetch"] = cls._validate_url_fetch(data.get("url_fetch", {}))
+            config = {**config, "enable_bucket_mapping": True}
+        try:
+            return cls.model_validate(config, strict=True)
+        except ValidationError as exc:
+            raise config_error(exc) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict: every default filled in, secrets in clear."""
+        data: dict[str, Any] = _reveal(self.model_dump())
+        for backend in ("minio", "local"):
+            if data[backend] is None:
+                del data[backend]
         return data
 
-    @classmethod
-    def normalize_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        """Same as :meth:`validate_config` (kept for refstore 0.3.0 compatibility).
 
-        Raises:
-            ConfigError: the config is invalid.
-        """
-        return cls.validate_config(config)
+def config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
+    """One :class:`ConfigError` naming every field at fault (never showing a secret)."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] != "missing" and not SECRET_FIELDS & {str(p) for p in error["loc"]}:
+            value = error.get("input")
+            if isinstance(value, (str, int, float, bool)) or value is None:
+                message += f" (got {value!r})"
+        problems.append(f"{where}: {message}" if where else message)
+    return ConfigError(prefix + "; ".join(problems))
 
-    @classmethod
-    def test_connection(cls, config: dict[str, Any]) -> bool:
-        """Validate ``config`` and check that its backend answers.
 
-        Returns:
-            True when the backend answered.
+def _http_url(url: str) -> str:
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"must start with http:// or https://, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"has no host: {url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    return url
 
-        Raises:
-            ConfigError: the config is invalid.
-            ConnectionError: the backend is unreachable.
-            AuthenticationError: the credentials are wrong.
-        """
-        from .backends import create_backend
 
-        backend = create_backend(StoreConfig.from_dict(config))
-        try:
-            backend.ping()
-        finally:
-            backend.close()
-        return True
-
-    @staticmethod
-    def _validate_bucket(field_name: str, name: str) -> None:
-        try:
-            validate_bucket_name(name)
-        except InvalidInputError as exc:
-            raise ConfigError(f"{field_name}: {exc.detail}") from exc
-
-    @classmethod
-    def _validate_minio(cls, section: Any) -> dict[str, Any]:
-        _require(isinstance(section, dict), "minio must be a dict")
-        _check_keys(section, set(_section("minio")), "minio")
-        for name in ("endpoint", "access_key", "secret_key"):
-            _require(name in section, f"minio.{name} is required")
-            _require(
-                isinstance(section[name], str) and bool(section[name].strip()),
-                f"minio.{name} must be a non-empty string",
-            )
-        merged = {**_defaults("minio"), **section}
-        endpoint = merged["endpoint"].strip()
-        if endpoint.startswith(("http://", "https://")):
-            scheme, _, endpoint = endpoint.partition("://")
-            merged["secure"] = scheme == "https"
-        endpoint = endpoint.rstrip("/")
-        host, sep, port = endpoint.rpartition(":")
-        _require(
-            bool(sep) and bool(host.strip()) and "/" not in endpoint,
-            f"minio.endpoint must be 'host:port', got {section['endpoint']!r}",
-        )
-        _require(
-            port.isdigit() and 0 < int(port) <= 65535,
-            f"minio.endpoint port must be an integer 1-65535, got {port!r}",
-        )
-        merged["endpoint"] = endpoint
-        _require(isinstance(merged["secure"], bool), "minio.secure must be a bool")
-        _require(isinstance(merged["cert_check"], bool), "minio.cert_check must be a bool")
-        for name in ("connect_timeout", "read_timeout"):
-            _require(
-                _is_number(merged[name]) and merged[name] > 0,
-                f"minio.{name} must be a positive number of seconds",
-            )
-        return merged
-
-    @staticmethod
-    def _validate_local(section: Any) -> dict[str, Any]:
-        _require(isinstance(section, dict), "local must be a dict")
-        _check_keys(section, set(_section("local")), "local")
-        root = section.get("root")
-        _require(
-            isinstance(root, str) and bool(root.strip()), "local.root must be a directory path"
-        )
-        secret = section.get("secret")
-        _require(secret is None or isinstance(secret, str), "local.secret must be a string")
-        return {"root": root, "secret": secret}
-
-    @classmethod
-    def _validate_bucket_map(cls, bucket_map: Any, enabled: bool) -> None:
-        _require(isinstance(bucket_map, dict), "bucket_map must be a dict")
-        for logical, physical in bucket_map.items():
-            _require(
-                isinstance(logical, str) and isinstance(physical, str),
-                "bucket_map names must be strings",
-            )
-            cls._validate_bucket("bucket_map key", logical)
-            cls._validate_bucket(f"bucket_map[{logical!r}]", physical)
-        _require(
-            not enabled or bool(bucket_map), "enable_bucket_mapping is on but bucket_map is empty"
-        )
-
-    @staticmethod
-    def _validate_url(field_name: str, url: Any) -> str:
-        _require(
-            isinstance(url, str) and bool(url.strip()), f"{field_name} must be a non-empty URL"
-        )
-        parts = urlsplit(url.strip())
-        _require(
-            parts.scheme in ("http", "https"),
-            f"{field_name} must start with http:// or https://, got {url!r}",
-        )
-        _require(bool(parts.hostname), f"{field_name} has no host: {url!r}")
-        _require(not parts.query and not parts.fragment, f"{field_name} must not have a query")
-        return str(url.strip())
-
-    @staticmethod
-    def _validate_retry(section: Any) -> dict[str, Any]:
-        _require(isinstance(section, dict), "retry must be a dict")
-        _check_keys(section, set(_section("retry")), "retry")
-        merged = {**_defaults("retry"), **section}
-        _require(
-            _is_int(merged["max_retries"]) and merged["max_retries"] >= 0,
-            "retry.max_retries must be an integer >= 0",
-        )
-        for name in ("base_delay", "max_delay"):
-            _require(_is_number(merged[name]) and merged[name] >= 0, f"retry.{name} must be >= 0")
-        return merged
-
-    @staticmethod
-    def _validate_url_fetch(section: Any) -> dict[str, Any]:
-        _require(isinstance(section, dict), "url_fetch must be a dict")
-        _check_keys(section, set(_section("url_fetch")), "url_fetch")
-        merged = {**_defaults("url_fetch"), **section}
-        _require(
-            isinstance(merged["block_private"], bool), "url_fetch.block_private must be a bool"
-        )
-        _require(
-            merged["max_bytes"] is None
-            or (_is_int(merged["max_bytes"]) and merged["max_bytes"] > 0),
-            "url_fetch.max_bytes must be a positive integer or null",
-        )
-        _require(
-            _is_int(merged["max_redirects"]) and merged["max_redirects"] >= 0,
-            "url_fetch.max_redirects must be an integer >= 0",
-        )
-        _require(
-            merged["deadline"] is None
-            or (_is_number(merged["deadline"]) and merged["deadline"] > 0),
-            "url_fetch.deadline must be a positive number of seconds or null",
-        )
-        return merged
+def _reveal(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {key: _reveal(item) for key, item in value.items()}
+    return value

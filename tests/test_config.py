@@ -96,10 +96,93 @@ def test_schema_describes_both_backends_and_is_a_copy():
     assert ConfigValidator.get_config_schema()["properties"]
 
 
+SEED_CONFIG = {
+    "minio": {"endpoint": "localhost:9000", "access_key": "a", "secret_key": "s", "secure": False},
+    "enable_bucket_mapping": False,
+    "bucket_map": {"user": "physical-user-bucket", "public": "physical-public-bucket"},
+    "default_bucket": "default",
+    "presigned_expiry": 3600,
+    "public_url": "https://cdn.example.com",
+}
+
+# (config, what is wrong): a standard JSON Schema validator refuses each of them.
+SCHEMA_REFUSES = [
+    ({}, "no backend"),
+    ({"minio": dict(MINIO), "local": {"root": "/x"}}, "two backends"),
+    ({"minio": None}, "a null backend"),
+    ({"local": {}}, "local without root"),
+    ({"minio": {"endpoint": "h:1", "access_key": "a"}}, "no secret_key"),
+    ({"minio": {**MINIO, "endpoint": "localhost"}}, "endpoint without a port"),
+    ({"minio": {**MINIO, "secure": "yes"}}, "secure not a bool"),
+    ({"minio": {**MINIO, "read_timeout": 0}}, "timeout not positive"),
+    ({"minio": {**MINIO, "typo": 1}}, "unknown minio key"),
+    ({"minio": dict(MINIO), "typo_key": 1}, "unknown top-level key"),
+    ({"minio": dict(MINIO), "presigned_expiry": "3600"}, "expiry a string"),
+    ({"minio": dict(MINIO), "presigned_expiry": 0}, "expiry zero"),
+    ({"minio": dict(MINIO), "presigned_expiry": 8 * 24 * 3600}, "expiry over 7 days"),
+    ({"minio": dict(MINIO), "part_size": 1024}, "part below 5 MiB"),
+    ({"minio": dict(MINIO), "max_concurrency": 0}, "no concurrency"),
+    ({"minio": dict(MINIO), "default_bucket": "UPPER"}, "bucket name"),
+    (
+        {"minio": dict(MINIO), "enable_bucket_mapping": True, "bucket_map": {"user": 1}},
+        "physical name not a string",
+    ),
+    ({"minio": dict(MINIO), "retry": {"max_retries": -1}}, "negative retries"),
+    ({"minio": dict(MINIO), "url_fetch": {"max_bytes": 0}}, "zero max_bytes"),
+]
+
+
+@pytest.mark.parametrize(("config", "problem"), SCHEMA_REFUSES, ids=[p for _, p in SCHEMA_REFUSES])
+def test_a_standard_validator_enforces_the_schema(config, problem):
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(ConfigValidator.get_config_schema())
+    assert not validator.is_valid(config), problem
+    with pytest.raises(ConfigError):
+        ConfigValidator.validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        SEED_CONFIG,
+        {"local": {"root": "/srv/refstore"}},
+        {"minio": {**MINIO, "endpoint": "https://s3.local:443"}, "part_size": 16 * 1024**2},
+        {"local": {"root": "/x", "secret": None}, "url_fetch": {"deadline": None}},
+    ],
+)
+def test_valid_configs_pass_the_schema_and_the_validator(config):
+    import jsonschema
+
+    jsonschema.Draft202012Validator(ConfigValidator.get_config_schema()).validate(config)
+    normalised = ConfigValidator.validate_config(config)
+    assert ConfigValidator.validate_config(normalised) == normalised
+
+
+def test_the_schema_is_a_valid_json_schema():
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(ConfigValidator.get_config_schema())
+
+
+def test_errors_name_every_field_at_fault_and_never_show_a_secret():
+    config = {
+        "minio": {"endpoint": "h:1", "access_key": "a", "secret_key": 12345},
+        "part_size": 1,
+    }
+    with pytest.raises(ConfigError) as caught:
+        ConfigValidator.validate_config(config)
+    message = str(caught.value)
+    assert "minio.secret_key" in message and "part_size" in message
+    assert "12345" not in message
+
+
 def test_typed_config_hides_the_secret_in_repr():
     settings = StoreConfig.from_dict({"minio": {**MINIO, "secret_key": "s3cr3t-value"}})
     assert "s3cr3t-value" not in repr(settings)
-    assert settings.minio is not None and settings.minio.secret_key == "s3cr3t-value"
+    assert settings.minio is not None
+    assert settings.minio.secret_key.get_secret_value() == "s3cr3t-value"
+    assert ConfigValidator.validate_config({"minio": MINIO})["minio"]["secret_key"] == "sk"
 
 
 def test_test_connection_on_a_local_root(tmp_path):

@@ -27,7 +27,8 @@ def write_yaml(tmp_path, data):
 def test_defaults_serve_the_local_backend_with_keys_required(clean_env):
     settings = GatewaySettings()
     assert settings.backend_name == "local"
-    assert settings.library_config()["local"]["root"] == "./refstore-data"
+    assert settings.store_config().local is not None
+    assert settings.store_config().local.root == "./refstore-data"
     assert settings.auth.mode == "keys"
     assert settings.server.max_upload_bytes == 5 * 1024**3
     assert settings.url_fetch.block_private is True
@@ -50,7 +51,8 @@ def test_yaml_file_is_read_and_environment_overrides_it(clean_env, tmp_path):
     assert settings.minio is not None and settings.minio.endpoint == "other:9000"
     assert settings.minio.access_key == "ak"
     assert settings.server.storage_threads == 8
-    assert settings.library_config()["max_concurrency"] == 8
+    assert settings.storage_threads == 8
+    assert settings.store_config().max_concurrency == 8
 
 
 def test_secrets_are_hidden_in_the_settings_repr(clean_env, tmp_path):
@@ -126,3 +128,114 @@ def test_a_0_3_0_config_dict_becomes_gateway_settings(clean_env):
 def test_init_web_service_configures_the_module_app_before_it_starts(clean_env, tmp_path):
     settings = init_web_service({"local": {"root": str(tmp_path)}, "auth": {"mode": "none"}})
     assert web_app._settings is settings
+
+
+# Every library field, set to a value other than its default: none may be lost on the way
+# from a 0.3.0 dict (init_web_service) or a YAML file (refstore serve --config) to the store.
+LIBRARY_VALUES = {
+    "enable_bucket_mapping": True,
+    "bucket_map": {"user": "phys-user"},
+    "default_bucket": "shared-files",
+    "presigned_expiry": 600,
+    "public_url": "https://cdn.example.com/files",
+    "part_size": 16 * 1024 * 1024,
+    "max_concurrency": 2,
+    "auto_create_buckets": False,
+    "retry": {"max_retries": 7, "base_delay": 0.5, "max_delay": 9.0},
+    "url_fetch": {"block_private": True, "max_bytes": 1000, "max_redirects": 1, "deadline": 9.0},
+}
+MINIO_VALUES = {
+    "endpoint": "minio.internal:9443",
+    "access_key": "ak",
+    "secret_key": "sk",
+    "secure": True,
+    "region": "eu-west-1",
+    "cert_check": False,
+    "connect_timeout": 1.5,
+    "read_timeout": 7.0,
+}
+
+
+def test_the_field_list_covers_every_library_field():
+    from refstore.config import MinioSettings, StoreConfig
+
+    assert set(LIBRARY_VALUES) | {"minio", "local", "public_endpoint"} == set(
+        StoreConfig.model_fields
+    )
+    assert set(MINIO_VALUES) == set(MinioSettings.model_fields)
+    defaults = StoreConfig(local={"root": "/x"})
+    for name, value in LIBRARY_VALUES.items():
+        assert getattr(defaults, name) != value or name == "url_fetch", name
+
+
+def kept_fields(store_config):
+    data = store_config.to_dict()
+    return {name: data[name] for name in LIBRARY_VALUES}, data["minio"]
+
+
+@pytest.mark.parametrize("field", sorted(LIBRARY_VALUES))
+def test_init_web_service_keeps_every_library_field(clean_env, field):
+    config = {"minio": dict(MINIO_VALUES), **LIBRARY_VALUES, "auth": {"mode": "none"}}
+    settings = settings_from_library_config(config)
+    library, minio = kept_fields(settings.store_config())
+    assert library[field] == LIBRARY_VALUES[field]
+    assert minio == MINIO_VALUES
+
+
+@pytest.mark.parametrize("field", sorted(LIBRARY_VALUES))
+def test_a_yaml_file_keeps_every_library_field(clean_env, tmp_path, field):
+    path = write_yaml(tmp_path, {"minio": dict(MINIO_VALUES), **LIBRARY_VALUES})
+    library, minio = kept_fields(load_settings(path).store_config())
+    assert library[field] == LIBRARY_VALUES[field]
+    assert minio == MINIO_VALUES
+
+
+def test_the_gateway_runs_as_many_storage_threads_as_max_concurrency(clean_env, tmp_path):
+    import asyncio
+
+    from refstore.web import create_app
+
+    settings = settings_from_library_config(
+        {"local": {"root": str(tmp_path)}, "max_concurrency": 2, "auth": {"mode": "none"}}
+    )
+    app = create_app(settings)
+
+    async def started_gateway():
+        async with app.router.lifespan_context(app):
+            return app.state.gateway
+
+    gateway = asyncio.run(started_gateway())
+    assert gateway.executor._max_workers == 2
+    assert gateway.store.settings.max_concurrency == 2
+
+
+def test_server_storage_threads_still_sets_the_pool_size(clean_env):
+    settings = load_settings(local={"root": "/tmp/x"}, server={"storage_threads": 5})
+    assert settings.store_config().max_concurrency == 5
+
+
+def test_the_gateway_guards_url_fetches_by_default_even_when_the_section_is_partial(
+    clean_env, tmp_path
+):
+    settings = load_settings(write_yaml(tmp_path, {"url_fetch": {"max_bytes": 10}}))
+    assert settings.url_fetch.block_private is True
+    assert settings.url_fetch.deadline == 300.0
+    assert settings.store_config().url_fetch.block_private is True
+
+
+def test_load_settings_leaves_the_environment_alone(clean_env, tmp_path):
+    import os
+
+    path = write_yaml(tmp_path, {"default_bucket": "from-file"})
+    before = dict(os.environ)
+    assert load_settings(path).default_bucket == "from-file"
+    assert dict(os.environ) == before
+    assert GatewaySettings().default_bucket == "default"  # the file was for that call only
+
+
+def test_gateway_errors_use_the_library_messages(clean_env, tmp_path):
+    with pytest.raises(ConfigError, match=r"minio\.endpoint: port must be an integer"):
+        load_settings(write_yaml(tmp_path, {"minio": {**MINIO_VALUES, "endpoint": "m:http"}}))
+    with pytest.raises(ConfigError, match="presigned_expiry") as caught:
+        settings_from_library_config({"local": {"root": "/x"}, "presigned_expiry": "3600"})
+    assert "valid integer" in str(caught.value)

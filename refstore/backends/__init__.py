@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ..config import StoreConfig
 from .base import Backend, BucketInfo, DeleteFailure, ListedObject, ObjectInfo, ObjectStream
-
-if TYPE_CHECKING:
-    from ..config import StoreConfig
 
 __all__ = [
     "Backend",
@@ -34,5 +30,6 @@ def create_backend(config: StoreConfig) -> Backend:
         )
     from .local import LocalBackend
 
-    assert config.local is not None
-    return LocalBackend(config.local.root, secret=config.local.secret, link_base=config.public_url)
+    assert config.local is not None  # StoreConfig holds exactly one backend
+    secret = config.local.secret.get_secret_value() if config.local.secret else None
+    return LocalBackend(config.local.root, secret=secret, link_base=config.public_url)

@@ -77,25 +77,28 @@ def serve_command(args: argparse.Namespace) -> int:
     import logging
 
     import uvicorn
+    from pydantic import SecretStr
 
     from ..errors import ConfigError
     from ..logs import configure_json_logging
+    from ..web import web_app
     from ..web.settings import CONFIG_ENV, load_settings
 
     configure_json_logging(getattr(logging, args.log_level.upper()))
     log = logging.getLogger("refstore.cli")
-    if args.config:
-        os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    config_file = os.path.abspath(args.config) if args.config else None
     try:
-        settings = load_settings()
+        settings = load_settings(config_file)
     except ConfigError as exc:
         print(f"refstore serve: {exc}", file=sys.stderr)
         return 2
+    generated_token = None
     if settings.auth.mode == "keys" and not (
         settings.auth.all_admin_tokens() or settings.auth.all_api_keys()
     ):
-        token = secrets.token_urlsafe(24)
-        os.environ["REFSTORE_AUTH__ADMIN_TOKENS"] = json.dumps([token])
+        generated_token = token = secrets.token_urlsafe(24)
+        auth = settings.auth.model_copy(update={"admin_tokens": [SecretStr(token)]})
+        settings = settings.model_copy(update={"auth": auth})
         print(
             f"No admin token or API key is configured; generated an admin token for this run:\n"
             f"  export REFSTORE_GATEWAY_URL=http://{args.host}:{args.port}"
@@ -107,8 +110,19 @@ def serve_command(args: argparse.Namespace) -> int:
     if settings.minio is None:
         root = settings.local.root if settings.local else "./refstore-data"
         log.info("no MinIO configured: serving the embedded local backend from %s", root)
+    app: object = web_app
+    if args.workers > 1:
+        # Worker processes import the app anew and read their settings from the
+        # environment they inherit: the one channel that reaches them.
+        app = "refstore.web:web_app"
+        if config_file:
+            os.environ[CONFIG_ENV] = config_file
+        if generated_token:
+            os.environ["REFSTORE_AUTH__ADMIN_TOKENS"] = json.dumps([generated_token])
+    else:
+        web_app.configure(settings)
     uvicorn.run(
-        "refstore.web:web_app",
+        app,  # type: ignore[arg-type]
         host=args.host,
         port=args.port,
         workers=args.workers,

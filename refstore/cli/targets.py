@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from .. import errors
-from ..backends.base import ProgressCallback
+from ..progress import ProgressCallback
 from ..uri import decode_uri
+
+if TYPE_CHECKING:
+    from ..config import StoreConfig
 
 GATEWAY_ENV = "REFSTORE_GATEWAY_URL"
 CONFIG_ENV = "REFSTORE_CONFIG"
@@ -165,7 +168,7 @@ class DirectTarget:
     def __init__(self, config_file: str) -> None:
         from ..store import RefStore
 
-        self.store = RefStore(_library_config(config_file))
+        self.store = RefStore(_store_config(config_file))
         backend = "minio" if self.store.settings.minio else "local"
         where = (
             self.store.settings.minio.endpoint
@@ -239,7 +242,7 @@ class DirectTarget:
         )
 
     def status(self) -> dict[str, Any]:
-        self.store.backend.ping()
+        self.store.ping()
         return {
             "target": self.description,
             "status": "connected",
@@ -252,7 +255,7 @@ class DirectTarget:
         self.store.close()
 
 
-def _library_config(config_file: str) -> dict[str, Any]:
+def _store_config(config_file: str) -> StoreConfig:
     """The RefStore config of a gateway settings file (plus ``REFSTORE_*`` variables)."""
     try:
         from ..web.settings import load_settings
@@ -260,7 +263,7 @@ def _library_config(config_file: str) -> dict[str, Any]:
         raise errors.ConfigError(
             'reading --config needs pydantic-settings and PyYAML: pip install "refstore[web]"'
         ) from exc
-    return load_settings(config_file).library_config()
+    return load_settings(config_file).store_config()
 
 
 def open_target(

@@ -1,19 +1,21 @@
-"""Gateway settings: environment (``REFSTORE_...``, nested with ``__``) over a YAML file.
+"""Gateway settings: the library's :class:`~refstore.config.StoreConfig` plus the service's own.
 
-The YAML file is the one named by ``REFSTORE_CONFIG`` (or ``refstore serve --config``);
-environment variables override it, e.g. ``REFSTORE_MINIO__ENDPOINT=minio:9000`` or
-``REFSTORE_AUTH__MODE=none``.
+Sources, highest precedence first: keyword arguments, the environment (``REFSTORE_...``,
+nested with ``__``, e.g. ``REFSTORE_MINIO__ENDPOINT=minio:9000`` or ``REFSTORE_AUTH__MODE=none``),
+then the YAML file given to :func:`load_settings` (``refstore serve --config``) or named by
+``REFSTORE_CONFIG``.
 """
 
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,10 +23,16 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from ..config import StoreConfig, UrlFetchSettings, config_error
 from ..errors import ConfigError
 
 CONFIG_ENV = "REFSTORE_CONFIG"
+DEFAULT_LOCAL_ROOT = "./refstore-data"
 GiB = 1024**3
+SERVICE_SECTIONS = frozenset({"auth", "server", "bucket_mapping_source"})
+"""What the gateway's settings add to the library's config."""
+
+_config_file: ContextVar[str | None] = ContextVar("refstore_config_file", default=None)
 
 
 class Action(str, Enum):
@@ -35,22 +43,6 @@ class Action(str, Enum):
     delete = "delete"
     list = "list"
     presign = "presign"
-
-
-class MinioSection(BaseModel):
-    endpoint: str = Field(description="MinIO host:port; an http(s):// prefix sets secure")
-    access_key: str = Field(description="MinIO access key")
-    secret_key: SecretStr = Field(description="MinIO secret key (never shown)")
-    secure: bool = Field(False, description="Use HTTPS to reach MinIO")
-    region: str | None = Field(None, description="Region; looked up when empty")
-    cert_check: bool = Field(True, description="Verify MinIO's TLS certificate")
-    connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to MinIO")
-    read_timeout: float = Field(60.0, gt=0, description="Seconds to wait for MinIO data")
-
-
-class LocalSection(BaseModel):
-    root: str = Field("./refstore-data", description="Directory of the embedded local backend")
-    secret: SecretStr | None = Field(None, description="HMAC key for presigned links")
 
 
 class ApiKey(BaseModel):
@@ -109,50 +101,53 @@ class AuthSection(BaseModel):
 
 class ServerSection(BaseModel):
     max_upload_bytes: int = Field(5 * GiB, gt=0, description="Largest accepted upload body")
-    storage_threads: int = Field(32, gt=0, description="Threads for backend calls")
-
-
-class UrlFetchSection(BaseModel):
-    block_private: bool = Field(True, description="Refuse non-global addresses (SSRF guard)")
-    max_bytes: int | None = Field(None, description="Largest body fetched from a URL")
-    max_redirects: int = Field(5, ge=0, description="Redirects followed")
-    deadline: float | None = Field(300.0, description="Total seconds for a URL fetch")
-
-
-class GatewaySettings(BaseSettings):
-    """Everything the gateway reads at start-up."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="REFSTORE_", env_nested_delimiter="__", extra="forbid"
+    storage_threads: int | None = Field(
+        None, gt=0, description="Threads for backend calls (default: max_concurrency)"
     )
 
-    minio: MinioSection | None = Field(None, description="MinIO connection; omit for local")
-    local: LocalSection | None = Field(None, description="Embedded local backend")
-    default_bucket: str = Field("default", description="Bucket used when none is given")
-    enable_bucket_mapping: bool = Field(False, description="Map logical to physical buckets")
+
+class GatewayUrlFetchSettings(UrlFetchSettings):
+    """``url_fetch`` as a shared service needs it: guarded by default."""
+
+    block_private: bool = Field(
+        True, description="Refuse URLs resolving to non-global addresses (SSRF guard)"
+    )
+    deadline: float | None = Field(
+        300.0, gt=0, description="Total seconds for a fetch, DNS included; null: none"
+    )
+
+
+class GatewaySettings(BaseSettings, StoreConfig):
+    """Everything the gateway reads at start-up: the library's fields, and the service's own."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REFSTORE_", env_nested_delimiter="__", extra="forbid", json_schema_extra=None
+    )
+
     bucket_mapping_source: Literal["config", "operator"] = Field(
         "config",
         description="'operator': the mapping is pushed by the operator; until the first "
         "versioned push /ready answers 503 and object requests are refused with 503",
     )
-    bucket_map: dict[str, str] = Field(default_factory=dict, description="logical -> physical")
-    presigned_expiry: int = Field(3600, gt=0, description="Default presigned URL lifetime (s)")
-    public_url: str | None = Field(None, description="Base URL presigned URLs are rewritten to")
-    public_endpoint: str | None = Field(None, description="Host presigned URLs are signed for")
-    part_size: int = Field(8 * 1024 * 1024, description="Multipart part size")
     auth: AuthSection = Field(default_factory=AuthSection)
     server: ServerSection = Field(default_factory=ServerSection)
-    url_fetch: UrlFetchSection = Field(default_factory=UrlFetchSection)
+    url_fetch: GatewayUrlFetchSettings = Field(default_factory=GatewayUrlFetchSettings)
 
-    @model_validator(mode="after")
-    def _one_backend(self) -> GatewaySettings:
-        if self.minio is not None and self.local is not None:
-            raise ValueError("configure 'minio' or 'local', not both")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _local_backend_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("minio") is None and data.get("local") is None:
+            data = {**data, "local": {"root": DEFAULT_LOCAL_ROOT}}
+        return data
 
     @property
     def backend_name(self) -> str:
         return "minio" if self.minio else "local"
+
+    @property
+    def storage_threads(self) -> int:
+        """Threads (and backend connections) for storage calls."""
+        return self.server.storage_threads or self.max_concurrency
 
     @classmethod
     def settings_customise_sources(
@@ -164,37 +159,19 @@ class GatewaySettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get(CONFIG_ENV)
+        config_file = _config_file.get() or os.environ.get(CONFIG_ENV)
         if config_file:
             if not Path(config_file).is_file():
-                raise ConfigError(f"{CONFIG_ENV}={config_file}: no such file")
+                raise ConfigError(f"configuration file {config_file}: no such file")
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
 
-    def library_config(self) -> dict[str, Any]:
-        """The :class:`~refstore.RefStore` config dict these settings describe."""
-        config: dict[str, Any] = {
-            "default_bucket": self.default_bucket,
-            "enable_bucket_mapping": self.enable_bucket_mapping,
-            "bucket_map": dict(self.bucket_map),
-            "presigned_expiry": self.presigned_expiry,
-            "public_url": self.public_url,
-            "public_endpoint": self.public_endpoint,
-            "part_size": self.part_size,
-            "max_concurrency": self.server.storage_threads,
-            "url_fetch": self.url_fetch.model_dump(),
-        }
-        if self.minio:
-            minio = self.minio.model_dump()
-            minio["secret_key"] = self.minio.secret_key.get_secret_value()
-            config["minio"] = minio
-        else:
-            local = self.local or LocalSection()
-            config["local"] = {
-                "root": local.root,
-                "secret": local.secret.get_secret_value() if local.secret else None,
-            }
-        return config
+    def store_config(self) -> StoreConfig:
+        """The library configuration these settings hold, every field kept."""
+        fields = {name: getattr(self, name) for name in StoreConfig.model_fields}
+        fields["max_concurrency"] = self.storage_threads
+        fields["url_fetch"] = UrlFetchSettings(**self.url_fetch.model_dump())
+        return StoreConfig(**fields)
 
 
 def load_settings(
@@ -205,44 +182,26 @@ def load_settings(
     Raises:
         ConfigError: the file is missing or the settings are invalid.
     """
-    from pydantic import ValidationError
-
-    previous = os.environ.get(CONFIG_ENV)
-    if config_file is not None:
-        os.environ[CONFIG_ENV] = str(config_file)
+    token = _config_file.set(os.fspath(config_file) if config_file is not None else None)
     try:
         return GatewaySettings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(f"invalid gateway settings: {exc}") from exc
+        raise config_error(exc, "invalid gateway settings: ") from None
     finally:
-        if config_file is not None:
-            if previous is None:
-                os.environ.pop(CONFIG_ENV, None)
-            else:
-                os.environ[CONFIG_ENV] = previous
+        _config_file.reset(token)
 
 
 def settings_from_library_config(config: dict[str, Any]) -> GatewaySettings:
     """Gateway settings for a refstore config dict (``init_web_service``).
 
-    The dict is the library's (validated by :class:`~refstore.ConfigValidator`), plus
-    the gateway-only sections ``auth``, ``server`` and ``url_fetch``.
+    The dict is the library's, checked as :class:`~refstore.ConfigValidator` checks it
+    (refstore 0.3.0's rules and messages), plus the service's own sections
+    (:data:`SERVICE_SECTIONS`). Every library field is kept.
 
     Raises:
         ConfigError: the config is invalid.
     """
-    from pydantic import ValidationError
-
-    from ..config import ConfigValidator
-
-    service_only = {"auth", "server"}
-    library = {k: v for k, v in config.items() if k not in service_only}
-    data = ConfigValidator.normalize_config(library)
-    data.update({k: v for k, v in config.items() if k in service_only})
-    if "url_fetch" not in config:
-        data.pop("url_fetch", None)
-    picked = {k: v for k, v in data.items() if k in GatewaySettings.model_fields and v is not None}
-    try:
-        return GatewaySettings(**picked)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid gateway settings: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ConfigError("config must be a dict")
+    library = StoreConfig.from_dict({k: v for k, v in config.items() if k not in SERVICE_SECTIONS})
+    return load_settings(**{**config, "enable_bucket_mapping": library.enable_bucket_mapping})

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -33,9 +34,9 @@ class Gateway:
         self.settings = settings
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(
-            settings.server.storage_threads, thread_name_prefix="refstore-storage"
+            settings.storage_threads, thread_name_prefix="refstore-storage"
         )
-        self.store = AsyncRefStore(settings.library_config(), self.executor)
+        self.store = AsyncRefStore(settings.store_config(), self.executor)
         self.authenticator = Authenticator(settings.auth)
         self.backend_up = True
         self._monitor: asyncio.Task[None] | None = None
@@ -64,12 +65,13 @@ class Gateway:
     def endpoint(self) -> str:
         if self.settings.minio:
             return self.settings.minio.endpoint
-        return f"local:{self.store.sync.backend.root}"  # type: ignore[attr-defined]
+        assert self.settings.local is not None  # one backend or the other
+        return f"local:{Path(self.settings.local.root).resolve()}"
 
     async def check_backend(self) -> bool:
         """Ping the backend and record whether it answered."""
         try:
-            await self.store.run_blocking(self.store.sync.backend.ping)
+            await self.store.run_blocking(self.store.sync.ping)
         except errors.RefStoreError as exc:
             if self.backend_up:
                 logger.warning("backend unreachable: %s", exc)
