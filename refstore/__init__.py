@@ -6,10 +6,9 @@ and are re-exported here. Importing this package never imports the gateway
 (fastapi), the SDK (httpx) or the operator (kopf).
 """
 
-from .aio import AsyncBucketManager, AsyncObjectStream, AsyncRefStore
-from .backends import ObjectInfo, ObjectStream
-from .buckets import BucketManager
-from .config import ConfigValidator, StoreConfig
+import typing
+
+from ._version import __version__
 from .errors import (
     AuthenticationError,
     BucketNotFoundError,
@@ -30,9 +29,6 @@ from .errors import (
     UnsafeURLError,
     URIParseError,
 )
-from .mapping import BucketMap, MappingVersion
-from .retry import RetryHandler, is_transient, retry_with_backoff
-from .store import RefStore
 from .uri import (
     decode_uri,
     encode_uri,
@@ -46,9 +42,33 @@ from .uri import (
     validate_uri,
 )
 
-__version__ = "0.4.0.dev0"
+if typing.TYPE_CHECKING:
+    from .aio import AsyncBucketManager, AsyncObjectStream, AsyncRefStore
+    from .backends import ObjectInfo, ObjectStream
+    from .buckets import BucketManager
+    from .config import StoreConfig
+    from .mapping import BucketMap, MappingVersion
+    from .retry import RetryHandler, is_transient, retry_with_backoff
+    from .store import RefStore
+    from .validator import ConfigValidator
 
-_LAZY = {
+# The store, its config and backends load on first use: the SDK (``refstore.gateway``)
+# and the CLI need the errors and URIs above, not the storage layer.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "AsyncBucketManager": ("refstore.aio", None),
+    "AsyncObjectStream": ("refstore.aio", None),
+    "AsyncRefStore": ("refstore.aio", None),
+    "BucketManager": ("refstore.buckets", None),
+    "BucketMap": ("refstore.mapping", None),
+    "ConfigValidator": ("refstore.validator", None),
+    "MappingVersion": ("refstore.mapping", None),
+    "ObjectInfo": ("refstore.backends", None),
+    "ObjectStream": ("refstore.backends", None),
+    "RefStore": ("refstore.store", None),
+    "RetryHandler": ("refstore.retry", None),
+    "StoreConfig": ("refstore.config", None),
+    "is_transient": ("refstore.retry", None),
+    "retry_with_backoff": ("refstore.retry", None),
     "web_app": ("refstore.web", "web"),
     "init_web_service": ("refstore.web", "web"),
     "GatewayClient": ("refstore.gateway", "gateway"),
@@ -57,18 +77,27 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> object:
-    """``refstore.web_app`` / ``init_web_service`` (need fastapi) and ``GatewayClient`` /
-    ``AsyncGatewayClient`` (need httpx), imported on first use."""
-    if name in _LAZY:
-        import importlib
+    """The names of :data:`_LAZY`, imported on first use; ``web_app`` / ``init_web_service``
+    need the ``web`` extra (fastapi), ``GatewayClient`` the ``gateway`` extra (httpx)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'refstore' has no attribute {name!r}")
+    import importlib
 
-        module_name, extra = _LAZY[name]
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ImportError(f"{name} needs an extra: pip install 'refstore[{extra}]'") from exc
-        return getattr(module, name)
-    raise AttributeError(f"module 'refstore' has no attribute {name!r}")
+    module_name, extra = _LAZY[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if extra is None:
+            raise
+        raise ImportError(f"{name} needs an extra: pip install 'refstore[{extra}]'") from exc
+    value = getattr(module, name)
+    if extra is None:
+        globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

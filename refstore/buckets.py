@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .keys import validate_bucket_name
 from .retry import RetryHandler
+from .sizes import format_size
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -77,8 +78,6 @@ class BucketManager:
         for listed in self.backend.list_objects(bucket_name, "", recursive=True):
             count += 1
             total += listed.size
-        from .store import format_size
-
         return {
             "name": bucket_name,
             "exists": True,

@@ -18,11 +18,13 @@ from typing import Any, BinaryIO, TypeVar
 from . import errors
 from .backends import Backend, ListedObject, ObjectInfo, ObjectStream, create_backend
 from .backends.base import CHUNK_SIZE, ProgressCallback
+from .backends.local import LocalBackend
 from .buckets import BucketManager
 from .config import MAX_PRESIGN_SECONDS, StoreConfig
 from .keys import build_object_key, validate_bucket_name, validate_prefix
 from .mapping import BucketMap, MappingHolder, MappingVersion
 from .retry import RetryHandler
+from .sizes import format_size
 from .uri import decode_uri, encode_uri
 
 T = TypeVar("T")
@@ -32,15 +34,6 @@ UploadData = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
 
 DEFAULT_LOCAL_ROOT = "./refstore-data"
 PRESIGN_METHODS = ("GET", "PUT")
-
-
-def format_size(size: float) -> str:
-    """``1536`` -> ``"1.50 KB"`` (refstore 0.3.0's ``size_human``)."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024:
-            return f"{size:.2f} {unit}"
-        size /= 1024
-    return f"{size:.2f} PB"
 
 
 class ChunkReader(io.RawIOBase):
@@ -164,6 +157,15 @@ class RefStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def ping(self) -> None:
+        """Check that the backend answers, once (no retries).
+
+        Raises:
+            ConnectionError: the backend is unreachable.
+            AuthenticationError: the credentials are wrong.
+        """
+        self.backend.ping()
 
     # -- buckets and mapping ---------------------------------------------------
 
@@ -548,6 +550,19 @@ class RefStore:
             )
         bucket, key, _ = self._resolve(s3_uri)
         return self._call(self.backend.presign, method, bucket, key, expiry)
+
+    def verify_presigned_link(
+        self, method: str, bucket: str, key: str, expires: str, signature: str
+    ) -> None:
+        """Check a presigned link of the local backend (which the gateway serves itself).
+
+        Raises:
+            PermissionDeniedError: tampered, expired, or for another method.
+            InvalidInputError: the backend is MinIO, which checks its own links.
+        """
+        if not isinstance(self.backend, LocalBackend):
+            raise errors.InvalidInputError("only the local backend's links are served here")
+        self.backend.verify_presigned(method.upper(), bucket, key, expires, signature)
 
     def get_download_url(self, s3_uri: str, expiry_seconds: int | None = None) -> str:
         """Presigned GET URL (refstore 0.3.0 name)."""

@@ -75,3 +75,31 @@ def test_layers_point_one_way(module: str, forbidden: set[str]) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", f"{module} imports {out.stdout.strip()}"
+
+
+STORAGE_LAYER = ("refstore.store", "refstore.aio", "refstore.config", "refstore.backends", "minio")
+
+
+@pytest.mark.parametrize("module", ["refstore", "refstore.gateway"])
+def test_importing_refstore_or_the_sdk_does_not_load_the_storage_layer(module: str) -> None:
+    """The SDK needs errors, keys, URIs and its own types; the store, its config and the
+    backends load when ``refstore.RefStore`` (or another of them) is first used."""
+    code = (
+        f"import sys, {module}; "
+        f"print(sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') "
+        f"for f in {STORAGE_LAYER!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"{module} loads {out.stdout.strip()}"
+
+
+def test_the_lazy_names_resolve_to_the_classes_of_their_modules() -> None:
+    from refstore.config import StoreConfig
+    from refstore.store import RefStore
+    from refstore.validator import ConfigValidator
+
+    assert refstore.RefStore is RefStore
+    assert refstore.StoreConfig is StoreConfig
+    assert refstore.ConfigValidator is ConfigValidator
+    with pytest.raises(AttributeError, match="no_such_name"):
+        refstore.no_such_name  # noqa: B018

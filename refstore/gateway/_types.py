@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO, TypedDict
 
-from ..backends.base import ProgressCallback
+from ..progress import ProgressCallback
 
 UploadData = bytes | bytearray | memoryview | BinaryIO
 """What ``upload_file`` accepts: bytes, or a readable binary file object (streamed)."""
