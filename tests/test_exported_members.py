@@ -103,3 +103,24 @@ def test_the_lazy_names_resolve_to_the_classes_of_their_modules() -> None:
     assert refstore.ConfigValidator is ConfigValidator
     with pytest.raises(AttributeError, match="no_such_name"):
         refstore.no_such_name  # noqa: B018
+
+
+def test_no_module_of_refstore_imports_itself_back() -> None:
+    """No import cycles, also none hidden in a function body or under TYPE_CHECKING."""
+    import grimp
+
+    graph = grimp.build_graph("refstore")
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if module in (imported, *_packages_of(imported)):
+                continue  # a package's own modules may import from its __init__
+            path = graph.find_shortest_chain(importer=imported, imported=module)
+            if path and not set(path) & set(_packages_of(module)):
+                cycles.append(" -> ".join((module, *path)))
+    assert cycles == []
+
+
+def _packages_of(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:n]) for n in range(1, len(parts))]
