@@ -19,7 +19,7 @@ configuration (highest precedence first):
                 REFSTORE_MINIO__SECRET_KEY=...       REFSTORE_DEFAULT_BUCKET=files
                 REFSTORE_AUTH__MODE=keys|none        REFSTORE_AUTH__ADMIN_TOKENS='["token"]'
                 REFSTORE_SERVER__MAX_UPLOAD_BYTES=5368709120
-                REFSTORE_SERVER__STORAGE_THREADS=32
+                REFSTORE_MAX_CONCURRENCY=32  (storage threads, MinIO connections)
   YAML file     --config FILE or REFSTORE_CONFIG=FILE (see README, "Configuration")
 
 Without a 'minio' section the embedded local backend serves ./refstore-data.
