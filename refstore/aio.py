@@ -4,21 +4,26 @@ The MinIO SDK is synchronous, so each coroutine runs the one synchronous
 implementation (:class:`~refstore.store.RefStore`) in a bounded thread pool of
 its own: the event loop never blocks, behaviour is written once, and at most
 ``max_concurrency`` operations run at the same time.
+
+Every public method has its sync twin's name and parameters (``close`` is also
+``aclose``; ``async with`` and ``async for`` replace ``with`` and ``for``);
+``tests/test_faces.py`` checks that. Methods that do no I/O stay plain methods.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .backends import ObjectInfo, ObjectStream
-from .backends.base import CHUNK_SIZE
+from .backends.base import CHUNK_SIZE, ProgressCallback
 from .buckets import BucketManager
 from .config import StoreConfig
 from .mapping import BucketMap, MappingHolder, MappingVersion
+from .retry import RetryHandler
 from .store import ChunkReader, RefStore, UploadData
 
 P = ParamSpec("P")
@@ -73,10 +78,16 @@ class AsyncObjectStream(_Threaded):
         self.offset = stream.offset
         self.length = stream.length
 
-    async def read(self, size: int = -1) -> bytes:
+    async def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes; all the remaining bytes if ``size`` is negative or None."""
         return await self._run(self._stream.read, size)
 
+    async def readall(self) -> bytes:
+        """All the remaining bytes."""
+        return await self._run(self._stream.readall)
+
     async def iter_chunks(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+        """Yield the remaining bytes in chunks of at most ``chunk_size``."""
         while chunk := await self.read(chunk_size):
             yield chunk
 
@@ -94,10 +105,28 @@ class AsyncObjectStream(_Threaded):
 
 
 class AsyncBucketManager(_Threaded):
-    """Async twin of :class:`~refstore.BucketManager` (same methods, as coroutines)."""
+    """Async twin of :class:`~refstore.BucketManager` (same methods, as coroutines).
 
-    def __init__(self, backend: Any, executor: ThreadPoolExecutor | None = None) -> None:
-        self._sync = backend if isinstance(backend, BucketManager) else BucketManager(backend)
+    Args:
+        backend: As for :class:`~refstore.BucketManager`, or a ``BucketManager``
+            to run (``retry`` must then be left out: it has its own).
+        retry: As for :class:`~refstore.BucketManager`.
+        executor: Thread pool to run calls in (default: one of 8 threads, owned
+            and shut down by :meth:`close`).
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        retry: RetryHandler | None = None,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        if isinstance(backend, BucketManager):
+            if retry is not None:
+                raise TypeError("retry is not used when wrapping a BucketManager")
+            self._sync = backend
+        else:
+            self._sync = BucketManager(backend, retry)
         self._owns_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(8, thread_name_prefix="refstore-buckets")
 
@@ -108,7 +137,13 @@ class AsyncBucketManager(_Threaded):
     delete_bucket = _threaded(BucketManager.delete_bucket, "_sync")
     clear_bucket = _threaded(BucketManager.clear_bucket, "_sync")
 
+    @property
+    def sync(self) -> BucketManager:
+        """The synchronous manager this one runs."""
+        return self._sync
+
     async def close(self) -> None:
+        """Shut the thread pool down if this manager owns it."""
         if self._owns_executor:
             self._executor.shutdown(wait=False)
 
@@ -146,7 +181,7 @@ class AsyncRefStore(_Threaded):
         self._executor = executor or ThreadPoolExecutor(
             self.max_concurrency, thread_name_prefix="refstore"
         )
-        self.bucket_manager = AsyncBucketManager(self._sync.bucket_manager, self._executor)
+        self.bucket_manager = AsyncBucketManager(self._sync.bucket_manager, executor=self._executor)
 
     @property
     def sync(self) -> RefStore:
@@ -164,6 +199,10 @@ class AsyncRefStore(_Threaded):
     @property
     def presigned_expiry(self) -> int:
         return self._sync.presigned_expiry
+
+    @property
+    def public_url(self) -> str | None:
+        return self._sync.public_url
 
     @property
     def enable_bucket_mapping(self) -> bool:
@@ -190,6 +229,7 @@ class AsyncRefStore(_Threaded):
         """As :meth:`RefStore.update_bucket_mapping` (no I/O, so not a coroutine)."""
         return self._sync.update_bucket_mapping(enable_bucket_mapping, bucket_map, version)
 
+    ping = _threaded(RefStore.ping, "_sync")
     init_buckets = _threaded(RefStore.init_buckets, "_sync")
     upload_from_local = _threaded(RefStore.upload_from_local, "_sync")
     upload_from_url = _threaded(RefStore.upload_from_url, "_sync")
@@ -204,6 +244,12 @@ class AsyncRefStore(_Threaded):
     delete_files = _threaded(RefStore.delete_files, "_sync")
     list_files = _threaded(RefStore.list_files, "_sync")
 
+    def verify_presigned_link(
+        self, method: str, bucket: str, key: str, expires: str, signature: str
+    ) -> None:
+        """As :meth:`RefStore.verify_presigned_link` (no I/O, so not a coroutine)."""
+        self._sync.verify_presigned_link(method, bucket, key, expires, signature)
+
     @property
     def mapping(self) -> MappingHolder:
         return self._sync.mapping
@@ -216,10 +262,13 @@ class AsyncRefStore(_Threaded):
         logic_bucket: str | None = None,
         path: str | None = None,
         use_logical_uri: bool = False,
-        **options: Any,
+        *,
+        metadata: dict[str, str] | None = None,
+        length: int | None = None,
+        progress: ProgressCallback | None = None,
     ) -> str:
         """As :meth:`RefStore.upload_file`; also accepts an async iterable of chunks,
-        streamed to storage as it arrives."""
+        streamed to storage as it arrives. ``progress`` is called from a worker thread."""
         return await self._run(
             self._sync.upload_file,
             self._bridge(file_data),
@@ -228,7 +277,9 @@ class AsyncRefStore(_Threaded):
             logic_bucket,
             path,
             use_logical_uri,
-            **options,
+            metadata=metadata,
+            length=length,
+            progress=progress,
         )
 
     async def run_blocking(self, func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
@@ -240,11 +291,20 @@ class AsyncRefStore(_Threaded):
         s3_uri: str,
         file_data: UploadData | AsyncIterable[bytes],
         content_type: str = "application/octet-stream",
-        **options: Any,
+        *,
+        metadata: dict[str, str] | None = None,
+        length: int | None = None,
+        progress: ProgressCallback | None = None,
     ) -> ObjectInfo:
         """As :meth:`RefStore.upload_to`; also accepts an async iterable of chunks."""
         return await self._run(
-            self._sync.upload_to, s3_uri, self._bridge(file_data), content_type, **options
+            self._sync.upload_to,
+            s3_uri,
+            self._bridge(file_data),
+            content_type,
+            metadata=metadata,
+            length=length,
+            progress=progress,
         )
 
     @staticmethod
@@ -273,12 +333,22 @@ class AsyncRefStore(_Threaded):
             async for chunk in stream.iter_chunks(chunk_size):
                 yield chunk
 
-    async def iter_files(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+    async def iter_files(
+        self,
+        logic_bucket: str | None = None,
+        prefix: str = "",
+        recursive: bool = True,
+        use_logical_uri: bool = False,
+    ) -> AsyncIterator[dict[str, Any]]:
         """As :meth:`RefStore.iter_files`; pages are fetched in the thread pool."""
-        iterator = self._sync.iter_files(*args, **kwargs)
-        sentinel = object()
-        while (item := await self._run(next, iterator, sentinel)) is not sentinel:
-            yield item
+        iterator = self._sync.iter_files(logic_bucket, prefix, recursive, use_logical_uri)
+        sentinel: Any = object()
+        try:
+            while (item := await self._run(next, iterator, sentinel)) is not sentinel:
+                yield item
+        finally:
+            if isinstance(iterator, Generator):  # a caller that stopped early ends the listing
+                await self._run(iterator.close)
 
     async def close(self) -> None:
         """Release connections and the owned thread pool."""
