@@ -75,8 +75,7 @@ def _verify(
     gateway: GatewayDep, method: str, bucket: str, key: str, expires: str, signature: str
 ) -> str:
     uri = encode_uri(bucket, key)
-    # An HMAC check, no I/O: the sync face answers it on the event loop.
-    gateway.store.sync.verify_presigned_link(method, bucket, key, expires, signature)
+    gateway.store.verify_presigned_link(method, bucket, key, expires, signature)
     return uri
 
 

@@ -71,7 +71,7 @@ class Gateway:
     async def check_backend(self) -> bool:
         """Ping the backend and record whether it answered."""
         try:
-            await self.store.run_blocking(self.store.sync.ping)
+            await self.store.ping()
         except errors.RefStoreError as exc:
             if self.backend_up:
                 logger.warning("backend unreachable: %s", exc)
