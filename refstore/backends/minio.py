@@ -264,6 +264,7 @@ class MinioBackend:
         self.settings = settings
         self.part_size = part_size
         self.public_url = public_url
+        secret_key = settings.secret_key.get_secret_value()
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
             maxsize=max_concurrency + 4,
@@ -274,7 +275,7 @@ class MinioBackend:
         self.client = _Minio(
             settings.endpoint,
             access_key=settings.access_key,
-            secret_key=settings.secret_key,
+            secret_key=secret_key,
             secure=settings.secure,
             region=settings.region,
             http_client=self._http,
@@ -285,7 +286,7 @@ class MinioBackend:
             self._signer = Minio(
                 parts.netloc,
                 access_key=settings.access_key,
-                secret_key=settings.secret_key,
+                secret_key=secret_key,
                 secure=parts.scheme == "https",
                 region=settings.region or "us-east-1",
                 http_client=self._http,
