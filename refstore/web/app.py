@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from .. import __version__
 from .docs import router as docs_router
 from .errors import install_error_handlers
-from .fast_routes import FastObjectRoutes
+from .fast_routes import fast_routes
 from .metrics import Metrics
 from .middleware import ObservabilityMiddleware
 from .routes_files import register_url_upload
@@ -87,8 +87,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         redoc_url=None,
         **_fastapi_telemetry(),
     )
+    # First in the router: ahead of the declared routes that they stand in for.
+    app.router.routes[:0] = fast_routes()
     install_error_handlers(app)
-    app.add_middleware(FastObjectRoutes)  # inside the observability middleware (added last)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     app.include_router(service_router)
     app.include_router(docs_router)

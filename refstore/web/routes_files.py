@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, Query, Request
 from fastapi.responses import Response
+from pydantic import TypeAdapter, ValidationError
 from starlette.requests import ClientDisconnect
 
 from .. import errors
@@ -55,6 +56,8 @@ COMMON = (400, 401, 403, 422, 503)
 
 router = APIRouter(tags=["files"])
 CLIENT_GONE = "the client disconnected before the upload finished"
+FILES_PATH = "/files/{bucket}/{key:path}"
+_BOOLEAN = TypeAdapter(bool)
 
 
 def uploaded(uri: str, size: int) -> UploadResponse:
@@ -63,6 +66,16 @@ def uploaded(uri: str, size: int) -> UploadResponse:
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_bool(value: str) -> bool | None:
+    """A boolean parameter, read as FastAPI reads the routes' ``bool`` query parameters
+    (pydantic: true/false, 1/0, yes/no, on/off, t/f, y/n, in any case); None for any
+    other value. The fast routes read their flags with it."""
+    try:
+        return _BOOLEAN.validate_python(value)
+    except ValidationError:
+        return None
 
 
 def _upload_target(
@@ -196,7 +209,7 @@ async def upload(
 
 
 @router.put(
-    "/files/{bucket}/{key:path}",
+    FILES_PATH,
     response_model=UploadResponse,
     summary="Upload the request body to an exact key (raw body, never touches disk)",
     responses=_errors(*COMMON, 409, 413),
@@ -210,19 +223,6 @@ async def upload_raw(
     use_logical_uri: bool = False,
 ) -> UploadResponse:
     """The body is streamed to `s3://{bucket}/{key}`; `Content-Type` is stored with it."""
-    return await write_object(gateway, principal, request, bucket, key, use_logical_uri)
-
-
-async def write_object(
-    gateway: Gateway,
-    principal: Principal,
-    request: Request,
-    bucket: str,
-    key: str,
-    use_logical_uri: bool = False,
-) -> UploadResponse:
-    """Store the request body at the key, if the key may write there (the raw upload
-    route, and :class:`~refstore.web.fast_routes.FastObjectRoutes`)."""
     uri = encode_uri(bucket, key)
     principal.require(Action.write, bucket, key, gateway.mapping)
     info = await receive_raw(gateway, request, uri)
@@ -265,7 +265,7 @@ async def download(
 
 
 @router.get(
-    "/files/{bucket}/{key:path}",
+    FILES_PATH,
     summary="Download by bucket and key (same as /download)",
     responses={**_errors(*COMMON, 404, 416), 200: {"content": {"application/octet-stream": {}}}},
     response_class=Response,
@@ -279,8 +279,7 @@ async def download_path(
 async def read_object(
     gateway: Gateway, principal: Principal, request: Request, bucket: str, key: str
 ) -> Response:
-    """The object's bytes, if the key may read it (both download routes, and
-    :class:`~refstore.web.fast_routes.FastObjectRoutes`)."""
+    """The object's bytes, if the key may read it (both download routes)."""
     uri = encode_uri(bucket, key)
     principal.require(Action.read, bucket, key, gateway.mapping)
     return await object_response(gateway, uri, request)
