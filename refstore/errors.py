@@ -1,34 +1,48 @@
-"""The RefStore exception hierarchy.
+"""The RefStore exception hierarchy, and the one table of what each error means on the wire.
 
 Every failure RefStore reports is one of these, raised (never printed and
-turned into ``None``)::
+turned into ``None``). Status is the gateway's HTTP answer; "T" marks the
+transient errors that retries repeat::
 
-    RefStoreError
-    ├── ConfigError                      invalid configuration
-    ├── ConnectionError                  backend unreachable or timing out
-    │                                    (also builtins.ConnectionError)
-    ├── NotFoundError
-    │   ├── ObjectNotFoundError          no such object (also builtins.FileNotFoundError)
-    │   └── BucketNotFoundError          no such bucket
-    ├── InvalidInputError                refused before any I/O (also ValueError)
-    │   ├── URIParseError                not an ``s3://bucket/key`` URI
-    │   ├── InvalidKeyError              unsafe or malformed object key, path or filename
-    │   ├── InvalidBucketNameError       bucket name breaks the S3 naming rules
-    │   ├── InvalidRangeError            byte range outside the object
-    │   └── UnsafeURLError               ``upload_from_url`` refused the source URL
-    ├── PermissionDeniedError            credentials lack the right (also builtins.PermissionError)
-    │   └── AuthenticationError          credentials missing or wrong
-    ├── ConflictError                    state conflict (bucket not empty, stale mapping version)
-    ├── ObjectTooLargeError              a size cap was exceeded
-    └── SourceError                      the remote source of ``upload_from_url`` failed
+    RefStoreError                        502  anything else
+    ├── ConfigError                      500  invalid configuration
+    ├── ConnectionError             T    503  backend unreachable, timing out or busy
+    │                                         (also builtins.ConnectionError)
+    ├── NotFoundError                    404
+    │   ├── ObjectNotFoundError          404  no such object (also builtins.FileNotFoundError)
+    │   └── BucketNotFoundError          404  no such bucket
+    ├── InvalidInputError                400  refused before any I/O (also ValueError)
+    │   ├── URIParseError                400  not an ``s3://bucket/key`` URI
+    │   ├── InvalidKeyError              400  unsafe or malformed object key, path or filename
+    │   ├── InvalidBucketNameError       400  bucket name breaks the S3 naming rules
+    │   ├── InvalidRangeError            416  byte range outside the object
+    │   └── UnsafeURLError               400  ``upload_from_url`` refused the source URL
+    ├── PermissionDeniedError            403  credentials lack the right
+    │   │                                     (also builtins.PermissionError)
+    │   └── AuthenticationError          401  credentials missing or wrong
+    ├── ConflictError                    409  bucket not empty, stale mapping version...
+    ├── ObjectTooLargeError              413  a size cap was exceeded
+    └── SourceError                      502  the remote source of ``upload_from_url`` failed
 
 ``FileNotFoundError`` is exported as an alias of :class:`ObjectNotFoundError`
 for compatibility with refstore 0.3.0.
+
+The table (:data:`SPECS`, one :class:`ErrorSpec` per class) is the only place
+that knows statuses, wire codes, transience and S3 error codes; the gateway, the
+SDK, the backends and :mod:`refstore.retry` ask it through these functions:
+
+- :func:`spec_for` (an error or a class; the nearest registered class in its MRO),
+  :func:`http_status`: what the gateway answers an error with;
+- :func:`error_class_for` (a status and the answer's ``code``), built from
+  :func:`class_for_code` and :func:`class_for_status`: what the SDK raises again;
+- :func:`class_for_s3_code`: what an S3 error code (``NoSuchKey``...) stands for,
+  used by the MinIO backend and by the SDK for presigned transfers.
 """
 
 from __future__ import annotations
 
 import builtins
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -161,18 +175,156 @@ class SourceError(RefStoreError):
     code = "source_error"
 
 
-HTTP_STATUS_BY_ERROR: tuple[tuple[type[RefStoreError], int], ...] = (
-    (InvalidRangeError, 416),
-    (InvalidInputError, 400),
-    (AuthenticationError, 401),
-    (PermissionDeniedError, 403),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (ObjectTooLargeError, 413),
-    (ConnectionError, 503),
-    (SourceError, 502),
-    (ConfigError, 500),
-    (RefStoreError, 502),
+# -- the table ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    """What one error class means outside Python.
+
+    Attributes:
+        cls: The class.
+        status: HTTP status the gateway answers it with.
+        transient: True: worth repeating, retried by default; False: repeating cannot
+            help, never retried even when the caller lists the class; None: unknown,
+            retried only when the caller lists it (``exceptions=``).
+        s3_codes: S3 error codes that stand for this class.
+        fallback_statuses: Statuses an answer maps back to this class when it carries
+            no code of a class with that status (a proxy, MinIO, the framework).
+    """
+
+    cls: type[RefStoreError]
+    status: int
+    transient: bool | None = False
+    s3_codes: frozenset[str] = frozenset()
+    fallback_statuses: frozenset[int] = frozenset()
+
+    @property
+    def code(self) -> str:
+        """The wire code (``cls.code``)."""
+        return self.cls.code
+
+
+def _spec(
+    cls: type[RefStoreError],
+    status: int,
+    *,
+    transient: bool | None = False,
+    s3_codes: tuple[str, ...] = (),
+    fallback_statuses: tuple[int, ...] = (),
+) -> ErrorSpec:
+    return ErrorSpec(cls, status, transient, frozenset(s3_codes), frozenset(fallback_statuses))
+
+
+SPECS: tuple[ErrorSpec, ...] = (
+    _spec(RefStoreError, 502, transient=None),
+    _spec(ConfigError, 500),
+    _spec(
+        ConnectionError,
+        503,
+        transient=True,
+        s3_codes=(
+            "SlowDown",
+            "RequestTimeout",
+            "InternalError",
+            "ServiceUnavailable",
+            "XMinioServerNotInitialized",
+            "XMinioReadQuorum",
+            "XMinioWriteQuorum",
+        ),
+        fallback_statuses=(502, 503, 504),
+    ),
+    _spec(NotFoundError, 404, fallback_statuses=(404,)),
+    _spec(ObjectNotFoundError, 404, s3_codes=("NoSuchKey", "NoSuchObject")),
+    _spec(BucketNotFoundError, 404, s3_codes=("NoSuchBucket",)),
+    _spec(InvalidInputError, 400, fallback_statuses=(400, 422)),
+    _spec(URIParseError, 400),
+    _spec(InvalidKeyError, 400, s3_codes=("KeyTooLongError", "XMinioInvalidObjectName")),
+    _spec(InvalidBucketNameError, 400, s3_codes=("InvalidBucketName",)),
+    _spec(InvalidRangeError, 416, s3_codes=("InvalidRange",), fallback_statuses=(416,)),
+    _spec(UnsafeURLError, 400),
+    _spec(
+        PermissionDeniedError,
+        403,
+        s3_codes=("AccessDenied", "AllAccessDisabled"),
+        fallback_statuses=(403,),
+    ),
+    _spec(
+        AuthenticationError,
+        401,
+        s3_codes=("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"),
+        fallback_statuses=(401,),
+    ),
+    _spec(
+        ConflictError,
+        409,
+        s3_codes=(
+            "BucketNotEmpty",
+            "BucketAlreadyExists",
+            "XMinioObjectExistsAsDirectory",
+            "XMinioParentIsObject",
+        ),
+        fallback_statuses=(409,),
+    ),
+    _spec(ObjectTooLargeError, 413, s3_codes=("EntityTooLarge",), fallback_statuses=(413,)),
+    _spec(SourceError, 502, transient=None),
 )
-"""HTTP status of each error class, most specific first (the first match wins): the
-gateway answers with it and the SDK maps it back to the same class."""
+"""One entry per class of this module; a code, an S3 code or a fallback status names one class."""
+
+_BY_CLASS = {spec.cls: spec for spec in SPECS}
+_BY_CODE = {spec.code: spec.cls for spec in SPECS}
+_BY_S3_CODE = {s3_code: spec.cls for spec in SPECS for s3_code in spec.s3_codes}
+_BY_FALLBACK_STATUS = {status: spec.cls for spec in SPECS for status in spec.fallback_statuses}
+
+
+def spec_for(error: BaseException | type[BaseException]) -> ErrorSpec:
+    """The entry of ``error`` (an instance or a class): of its nearest registered class
+    in MRO order, so a subclass defined elsewhere behaves as its parent.
+
+    Raises:
+        TypeError: ``error`` is not a :class:`RefStoreError`.
+    """
+    cls = error if isinstance(error, type) else type(error)
+    for candidate in cls.__mro__:
+        spec = _BY_CLASS.get(candidate)
+        if spec is not None:
+            return spec
+    raise TypeError(f"{cls.__name__} is not a RefStoreError")
+
+
+def http_status(error: RefStoreError | type[RefStoreError]) -> int:
+    """The HTTP status the gateway answers ``error`` (an instance or a class) with."""
+    return spec_for(error).status
+
+
+def class_for_code(code: str | None, status: int | None = None) -> type[RefStoreError] | None:
+    """The class whose wire code is ``code``; None when no class has it, or when
+    ``status`` is given and is not that class's (a code that contradicts its status is
+    not trusted)."""
+    cls = _BY_CODE.get(code or "")
+    if cls is None or (status is not None and _BY_CLASS[cls].status != status):
+        return None
+    return cls
+
+
+def class_for_status(status: int) -> type[RefStoreError]:
+    """The class an error answer with this status stands for when no code says more:
+    the class listing it in ``fallback_statuses``, else :class:`InvalidInputError` for
+    any other 4xx and :class:`RefStoreError` for the rest."""
+    cls = _BY_FALLBACK_STATUS.get(status)
+    if cls is not None:
+        return cls
+    return InvalidInputError if 400 <= status < 500 else RefStoreError
+
+
+def error_class_for(status: int, code: str | None = None) -> type[RefStoreError]:
+    """The class an error answer (HTTP ``status``, the body's ``code``) stands for: the
+    class named by ``code`` if that class answers with ``status``, else by status.
+    For every class, ``error_class_for(http_status(cls), cls.code) is cls``."""
+    return class_for_code(code, status) or class_for_status(status)
+
+
+def class_for_s3_code(s3_code: str | None) -> type[RefStoreError] | None:
+    """The class an S3 error code (``NoSuchKey``, ``SlowDown``...) stands for, or None
+    for a code the table does not know."""
+    return _BY_S3_CODE.get(s3_code or "")

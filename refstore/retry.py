@@ -1,8 +1,13 @@
 """Retries with exponential backoff and jitter, for transient failures only.
 
-Transient: connection failures and timeouts, HTTP 5xx, S3 ``SlowDown`` and
-``RequestTimeout``. Never retried: client errors such as ``NoSuchKey`` or
-``AccessDenied``, invalid input, missing objects.
+Whether a RefStore error is worth repeating is the ``transient`` flag of its
+entry in :mod:`refstore.errors` (:class:`~refstore.errors.ConnectionError`: the
+backend was unreachable, timed out or was busy). Exceptions from outside
+RefStore count as transient when they are network failures: builtin connection
+errors and timeouts, urllib3 errors, minio-py's HTTP 5xx, and S3 errors whose
+code the table marks transient (``SlowDown``, ``RequestTimeout``...). Never
+retried, even when listed in ``exceptions=``: errors that repeating cannot fix
+(invalid input, missing objects, ``NoSuchKey``, ``AccessDenied``...).
 """
 
 from __future__ import annotations
@@ -22,34 +27,16 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-TRANSIENT_S3_CODES = frozenset(
-    {
-        "SlowDown",
-        "RequestTimeout",
-        "InternalError",
-        "ServiceUnavailable",
-        "XMinioServerNotInitialized",
-        "XMinioReadQuorum",
-        "XMinioWriteQuorum",
-    }
-)
-
-_PERMANENT = (
-    errors.InvalidInputError,
-    errors.NotFoundError,
-    errors.PermissionDeniedError,
-    errors.ConflictError,
-    errors.ConfigError,
-    errors.ObjectTooLargeError,
-)
-
 
 def is_transient(exc: BaseException) -> bool:
     """Return whether ``exc`` is worth retrying (see the module docstring)."""
-    if isinstance(exc, errors.ConnectionError):
-        return True
+    return _transience(exc) is True
+
+
+def _transience(exc: BaseException) -> bool | None:
+    """True: transient; False: permanent; None: unknown (retried only when listed)."""
     if isinstance(exc, errors.RefStoreError):
-        return False
+        return errors.spec_for(exc).transient
     try:
         from minio.error import InvalidResponseError, S3Error, ServerError
         from urllib3.exceptions import HTTPError as Urllib3Error
@@ -57,14 +44,16 @@ def is_transient(exc: BaseException) -> bool:
         pass
     else:
         if isinstance(exc, S3Error):
-            return exc.code in TRANSIENT_S3_CODES
+            # A code the table does not know is taken for a client error.
+            cls = errors.class_for_s3_code(exc.code)
+            return False if cls is None else errors.spec_for(cls).transient
         if isinstance(exc, ServerError):
             return exc.status_code >= 500
-        if isinstance(exc, InvalidResponseError):
+        if isinstance(exc, (InvalidResponseError, Urllib3Error)):
             return True
-        if isinstance(exc, Urllib3Error):
-            return True
-    return isinstance(exc, (builtins.ConnectionError, TimeoutError))
+    if isinstance(exc, (builtins.ConnectionError, TimeoutError)):
+        return True
+    return None
 
 
 class RetryHandler:
@@ -125,7 +114,9 @@ class RetryHandler:
         Raises:
             Whatever ``func`` raised last, unchanged.
         """
-        should_retry = self.retry_on if exceptions is None else _types_predicate(exceptions)
+        should_retry = (
+            self.retry_on if exceptions is None else _types_predicate(exceptions)
+        )
         attempt = 0
         while True:
             try:
@@ -157,26 +148,20 @@ class RetryHandler:
         **kwargs: Any,
     ) -> R:
         """Same as :meth:`execute` (refstore 0.3.0 name)."""
-        return self.execute(func, *args, exceptions=exceptions, on_retry=on_retry, **kwargs)
+        return self.execute(
+            func, *args, exceptions=exceptions, on_retry=on_retry, **kwargs
+        )
 
 
 def _types_predicate(
     types: tuple[type[BaseException], ...],
 ) -> Callable[[BaseException], bool]:
+    """Retry instances of ``types``, except errors that repeating cannot fix."""
+
     def predicate(exc: BaseException) -> bool:
-        return isinstance(exc, types) and not _is_permanent(exc)
+        return isinstance(exc, types) and _transience(exc) is not False
 
     return predicate
-
-
-def _is_permanent(exc: BaseException) -> bool:
-    if isinstance(exc, _PERMANENT):
-        return True
-    try:
-        from minio.error import S3Error
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, S3Error) and exc.code not in TRANSIENT_S3_CODES
 
 
 def retry_with_backoff(

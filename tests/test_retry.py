@@ -8,6 +8,7 @@ from refstore import (
     is_transient,
     retry_with_backoff,
 )
+from refstore.errors import SPECS
 
 
 def s3_error(code):
@@ -54,7 +55,12 @@ def test_transient_failures_are_retried_until_success(exc):
 
 @pytest.mark.parametrize(
     "exc",
-    [s3_error("NoSuchKey"), s3_error("AccessDenied"), ObjectNotFoundError("x"), ValueError("bad")],
+    [
+        s3_error("NoSuchKey"),
+        s3_error("AccessDenied"),
+        ObjectNotFoundError("x"),
+        ValueError("bad"),
+    ],
 )
 def test_client_errors_are_never_retried(exc):
     retry, sleeps = handler()
@@ -97,7 +103,9 @@ def test_decorator_keeps_the_seed_signature_and_reports_retries():
     seen = []
     flaky = Flaky([ConnectionError("x")])
 
-    @retry_with_backoff(max_retries=3, base_delay=0.001, on_retry=lambda n, e: seen.append(n))
+    @retry_with_backoff(
+        max_retries=3, base_delay=0.001, on_retry=lambda n, e: seen.append(n)
+    )
     def call(value):
         return flaky() + value
 
@@ -110,3 +118,19 @@ def test_is_transient_classification():
     assert is_transient(ConnectionRefusedError())
     assert not is_transient(FileNotFoundError())
     assert not is_transient(s3_error("NoSuchBucket"))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.cls.__name__)
+def test_a_refstore_error_is_transient_exactly_when_the_error_table_says_so(spec):
+    assert is_transient(spec.cls("x")) is (spec.transient is True)
+
+    class Subclass(spec.cls):  # defined elsewhere: behaves as its parent
+        pass
+
+    assert is_transient(Subclass("x")) is (spec.transient is True)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.cls.__name__)
+def test_an_s3_error_is_transient_as_the_class_its_code_stands_for(spec):
+    for code in spec.s3_codes:
+        assert is_transient(s3_error(code)) is (spec.transient is True), code

@@ -23,7 +23,6 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 
 from .. import errors
 from ..config import MinioSettings
-from ..retry import TRANSIENT_S3_CODES
 from .base import (
     CHUNK_SIZE,
     BucketInfo,
@@ -42,34 +41,18 @@ UNKNOWN_LENGTH_PARALLEL_PARTS = 2
 finished parts until its workers take new ones), plus allocator slack for sources
 that yield small chunks."""
 
-_S3_CODE_ERRORS: dict[str, type[errors.RefStoreError]] = {
-    "NoSuchKey": errors.ObjectNotFoundError,
-    "NoSuchObject": errors.ObjectNotFoundError,
-    "NoSuchBucket": errors.BucketNotFoundError,
-    "AccessDenied": errors.PermissionDeniedError,
-    "AllAccessDisabled": errors.PermissionDeniedError,
-    "InvalidAccessKeyId": errors.AuthenticationError,
-    "SignatureDoesNotMatch": errors.AuthenticationError,
-    "ExpiredToken": errors.AuthenticationError,
-    "BucketNotEmpty": errors.ConflictError,
-    "BucketAlreadyExists": errors.ConflictError,
-    "InvalidBucketName": errors.InvalidBucketNameError,
-    "InvalidRange": errors.InvalidRangeError,
-    "EntityTooLarge": errors.ObjectTooLargeError,
-    "KeyTooLongError": errors.InvalidKeyError,
-    "XMinioInvalidObjectName": errors.InvalidKeyError,
-    "XMinioObjectExistsAsDirectory": errors.ConflictError,
-    "XMinioParentIsObject": errors.ConflictError,
-}
 
-
-def error_for_s3_code(code: str, message: str, bucket: str, key: str) -> errors.RefStoreError:
-    """The :mod:`refstore.errors` instance for an S3 error code."""
+def error_for_s3_code(
+    code: str, message: str, bucket: str, key: str
+) -> errors.RefStoreError:
+    """The :mod:`refstore.errors` instance for an S3 error code (the class from the
+    table in :mod:`refstore.errors`; :class:`~refstore.errors.RefStoreError` for a
+    code it does not know)."""
     where = f"{bucket}/{key}" if key else bucket
-    if code in TRANSIENT_S3_CODES:
-        return errors.ConnectionError(f"storage backend busy ({code}): {where}")
-    cls = _S3_CODE_ERRORS.get(code, errors.RefStoreError)
-    if cls is errors.ObjectNotFoundError:
+    cls = errors.class_for_s3_code(code) or errors.RefStoreError
+    if cls is errors.ConnectionError:
+        detail = f"storage backend busy ({code}): {where}"
+    elif cls is errors.ObjectNotFoundError:
         detail = f"object not found: {where}"
     elif cls is errors.BucketNotFoundError:
         detail = f"bucket not found: {bucket}"
@@ -78,7 +61,9 @@ def error_for_s3_code(code: str, message: str, bucket: str, key: str) -> errors.
     return cls(detail, bucket=bucket, key=key, s3_code=code)
 
 
-def translate_error(exc: BaseException, bucket: str = "", key: str = "") -> BaseException:
+def translate_error(
+    exc: BaseException, bucket: str = "", key: str = ""
+) -> BaseException:
     """Map a minio/urllib3/socket exception to a :mod:`refstore.errors` class.
 
     Exceptions that did not come from the server or the network (for example
@@ -90,11 +75,17 @@ def translate_error(exc: BaseException, bucket: str = "", key: str = "") -> Base
     if isinstance(exc, S3Error):
         return error_for_s3_code(exc.code or "", exc.message or "", bucket, key)
     if isinstance(exc, ServerError):
-        return errors.ConnectionError(f"storage backend error (HTTP {exc.status_code}): {where}")
+        return errors.ConnectionError(
+            f"storage backend error (HTTP {exc.status_code}): {where}"
+        )
     if isinstance(exc, InvalidResponseError):
-        return errors.ConnectionError(f"storage backend sent an invalid response: {exc}")
+        return errors.ConnectionError(
+            f"storage backend sent an invalid response: {exc}"
+        )
     if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)):
-        return errors.ConnectionError(f"storage backend unreachable: {type(exc).__name__}: {exc}")
+        return errors.ConnectionError(
+            f"storage backend unreachable: {type(exc).__name__}: {exc}"
+        )
     return exc
 
 
@@ -153,7 +144,9 @@ class _Minio(Minio):
         self._current = threading.local()
         self._guards: dict[str, _UploadGuard] = {}
 
-    def guarded_put(self, data: _GuardedReader, guard: _UploadGuard, **kwargs: Any) -> Any:
+    def guarded_put(
+        self, data: _GuardedReader, guard: _UploadGuard, **kwargs: Any
+    ) -> Any:
         self._current.guard = guard
         try:
             return self.put_object(data=data, **kwargs)  # type: ignore[arg-type]
@@ -162,8 +155,12 @@ class _Minio(Minio):
             for upload_id in [uid for uid, g in self._guards.items() if g is guard]:
                 self._guards.pop(upload_id, None)
 
-    def _create_multipart_upload(self, bucket_name: str, object_name: str, headers: Any) -> str:
-        upload_id: str = super()._create_multipart_upload(bucket_name, object_name, headers)
+    def _create_multipart_upload(
+        self, bucket_name: str, object_name: str, headers: Any
+    ) -> str:
+        upload_id: str = super()._create_multipart_upload(
+            bucket_name, object_name, headers
+        )
         guard = getattr(self._current, "guard", None)
         if guard is not None:
             self._guards[upload_id] = guard
@@ -180,7 +177,9 @@ class _Minio(Minio):
             raise
         return etag
 
-    def _abort_multipart_upload(self, bucket_name: str, object_name: str, upload_id: str) -> None:
+    def _abort_multipart_upload(
+        self, bucket_name: str, object_name: str, upload_id: str
+    ) -> None:
         try:
             super()._abort_multipart_upload(bucket_name, object_name, upload_id)
         except Exception as exc:
@@ -266,7 +265,9 @@ class MinioBackend:
         self.public_url = public_url
         secret_key = settings.secret_key.get_secret_value()
         self._http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
+            timeout=urllib3.Timeout(
+                connect=settings.connect_timeout, read=settings.read_timeout
+            ),
             maxsize=max_concurrency + 4,
             cert_reqs="CERT_REQUIRED" if settings.cert_check else "CERT_NONE",
             ca_certs=certifi.where(),
@@ -365,7 +366,9 @@ class MinioBackend:
                 release=lambda: None,
             )
         try:
-            response = self.client.get_object(bucket, key, offset=offset, length=length or 0)
+            response = self.client.get_object(
+                bucket, key, offset=offset, length=length or 0
+            )
         except Exception as exc:
             raise translate_error(exc, bucket, key) from exc
         info = _info_from_headers(bucket, key, response.headers)
@@ -433,7 +436,9 @@ class MinioBackend:
     ) -> Iterator[ListedObject]:
         self._before()
         try:
-            for obj in self.client.list_objects(bucket, prefix=prefix or None, recursive=recursive):
+            for obj in self.client.list_objects(
+                bucket, prefix=prefix or None, recursive=recursive
+            ):
                 yield ListedObject(
                     key=obj.object_name or "",
                     size=obj.size or 0,
@@ -451,7 +456,9 @@ class MinioBackend:
 
         self._before()
         try:
-            self.client.copy_object(dst_bucket, dst_key, CopySource(src_bucket, src_key))
+            self.client.copy_object(
+                dst_bucket, dst_key, CopySource(src_bucket, src_key)
+            )
         except Exception as exc:
             raise translate_error(exc, src_bucket, src_key) from exc
         return self.stat_object(dst_bucket, dst_key)
@@ -493,7 +500,9 @@ class MinioBackend:
     def list_buckets(self) -> list[BucketInfo]:
         self._before()
         try:
-            return [BucketInfo(b.name, b.creation_date) for b in self.client.list_buckets()]
+            return [
+                BucketInfo(b.name, b.creation_date) for b in self.client.list_buckets()
+            ]
         except Exception as exc:
             raise translate_error(exc) from exc
 

@@ -590,66 +590,8 @@ def _never_sent(error: httpx.TransportError) -> bool:
 
 # -- parsing answers and errors ------------------------------------------------------
 
-# The gateway's table, most specific first. Mapped back, a status and a code give the
-# same class again.
-STATUS_BY_ERROR = errors.HTTP_STATUS_BY_ERROR
-
-ERROR_CLASSES: tuple[type[errors.RefStoreError], ...] = (
-    errors.RefStoreError,
-    errors.ConfigError,
-    errors.ConnectionError,
-    errors.NotFoundError,
-    errors.ObjectNotFoundError,
-    errors.BucketNotFoundError,
-    errors.InvalidInputError,
-    errors.URIParseError,
-    errors.InvalidKeyError,
-    errors.InvalidBucketNameError,
-    errors.InvalidRangeError,
-    errors.UnsafeURLError,
-    errors.PermissionDeniedError,
-    errors.AuthenticationError,
-    errors.ConflictError,
-    errors.ObjectTooLargeError,
-    errors.SourceError,
-)
-CLASS_BY_CODE: dict[str, type[errors.RefStoreError]] = {cls.code: cls for cls in ERROR_CLASSES}
-
-# For answers whose code is missing or unknown (a proxy, MinIO, a framework error).
-CLASS_BY_STATUS: dict[int, type[errors.RefStoreError]] = {
-    400: errors.InvalidInputError,
-    401: errors.AuthenticationError,
-    403: errors.PermissionDeniedError,
-    409: errors.ConflictError,
-    413: errors.ObjectTooLargeError,
-    416: errors.InvalidRangeError,
-    422: errors.InvalidInputError,
-    502: errors.ConnectionError,
-    503: errors.ConnectionError,
-    504: errors.ConnectionError,
-}
-
-# S3 error codes of presigned transfers (MinIO answers XML, not the gateway's JSON).
-CLASS_BY_S3_CODE: dict[str, type[errors.RefStoreError]] = {
-    "NoSuchKey": errors.ObjectNotFoundError,
-    "NoSuchBucket": errors.BucketNotFoundError,
-    "EntityTooLarge": errors.ObjectTooLargeError,
-    "InvalidRange": errors.InvalidRangeError,
-    "AccessDenied": errors.PermissionDeniedError,
-    "SlowDown": errors.ConnectionError,
-    "ServiceUnavailable": errors.ConnectionError,
-}
-
 _S3_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
 _S3_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
-
-
-def status_for(cls: type[errors.RefStoreError]) -> int:
-    """The HTTP status the gateway answers ``cls`` with."""
-    for candidate, status in STATUS_BY_ERROR:
-        if issubclass(cls, candidate):
-            return status
-    return 500
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
@@ -705,7 +647,9 @@ def error_from_response(response: httpx.Response, call: Call) -> errors.RefStore
     """The RefStore error an error answer stands for (its body must have been read).
 
     The gateway's ``code`` picks the class when it agrees with the status (so
-    ``invalid_uri`` gives :class:`URIParseError`); otherwise the status does. The
+    ``invalid_uri`` gives :class:`URIParseError`); else an S3 error code of a
+    presigned transfer's XML body; otherwise the status does (all from the table of
+    :mod:`refstore.errors`). The
     error carries ``status``, ``code``, ``request_id``, ``method``, ``url`` and the
     parsed ``body`` in ``context`` (``current`` too for a mapping conflict).
     """
@@ -720,19 +664,16 @@ def error_from_response(response: httpx.Response, call: Call) -> errors.RefStore
     if isinstance(body, dict) and "detail" in body:
         detail = body["detail"]
         code = body.get("code") if isinstance(body.get("code"), str) else None
-    cls = CLASS_BY_CODE.get(code or "")
-    if cls is None or status_for(cls) != status:
-        cls = None
+    cls = errors.class_for_code(code, status)
+    if cls is None:
         s3_code = _S3_CODE.search(response.content)
-        if detail is None and s3_code:
+        if detail is None and s3_code:  # presigned transfers: MinIO answers S3 XML
             code = s3_code.group(1).decode("ascii", "replace")
-            cls = CLASS_BY_S3_CODE.get(code)
+            cls = errors.class_for_s3_code(code)
             message = _S3_MESSAGE.search(response.content)
             detail = message.group(1).decode("utf-8", "replace") if message else code
         if cls is None:
-            cls = call.not_found if status == 404 else CLASS_BY_STATUS.get(status)
-        if cls is None:
-            cls = errors.InvalidInputError if 400 <= status < 500 else errors.RefStoreError
+            cls = call.not_found if status == 404 else errors.class_for_status(status)
     if detail is None:
         text = response.text.strip()[:500] if response.content else ""
         detail = text or f"{response.status_code} {response.reason_phrase}".strip()

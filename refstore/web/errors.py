@@ -1,7 +1,9 @@
-"""One table from RefStore errors to HTTP statuses, and the JSON error body.
+"""Error answers of the gateway: ``{"detail": "...", "code": "..."}``.
 
-Every error answer is ``{"detail": "...", "code": "..."}``; the SDK maps the
-status and code back to the same exception classes.
+A RefStore error is answered with the status and code of its entry in the table
+of :mod:`refstore.errors` (the SDK maps them back to the same class); plain HTTP
+errors of the framework (unknown route, wrong method, malformed request) get the
+code of the class that status stands for, or one of :data:`HTTP_ONLY_CODES`.
 """
 
 from __future__ import annotations
@@ -24,28 +26,20 @@ RETRY_AFTER_SECONDS = 5
 # reset connection instead of the 413. Larger bodies are not worth taking in.
 DRAIN_REFUSED_BODY_BYTES = 64 * 1024 * 1024
 
-STATUS_BY_ERROR = errors.HTTP_STATUS_BY_ERROR
-
-CODE_BY_STATUS = {
+HTTP_ONLY_CODES = {
     400: "bad_request",
-    401: "authentication_failed",
-    403: "permission_denied",
-    404: "not_found",
     405: "method_not_allowed",
-    409: "conflict",
-    413: "too_large",
-    416: "invalid_range",
     422: "validation_error",
-    503: "backend_unavailable",
 }
+"""Codes of framework HTTP errors that no RefStore class stands for."""
 
 
-def status_for(exc: errors.RefStoreError) -> int:
-    """HTTP status for a RefStore error."""
-    for cls, status in STATUS_BY_ERROR:
-        if isinstance(exc, cls):
-            return status
-    return 500
+def http_error_code(status: int) -> str:
+    """The code of a plain HTTP error (not a RefStore error) answered with ``status``."""
+    if status in HTTP_ONLY_CODES:
+        return HTTP_ONLY_CODES[status]
+    cls = errors.class_for_status(status)
+    return cls.code if errors.http_status(cls) == status else "http_error"
 
 
 def error_response(
@@ -55,9 +49,10 @@ def error_response(
 
 
 def refstore_error_response(exc: errors.RefStoreError) -> JSONResponse:
-    status = status_for(exc)
+    spec = errors.spec_for(exc)
+    status = spec.status
     headers: dict[str, str] = {}
-    if status == 503:
+    if spec.transient:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
@@ -82,7 +77,7 @@ def answer_refstore_error(
     request: Request, operation: str, exc: errors.RefStoreError
 ) -> JSONResponse:
     """The error answer; a backend failure is also logged, counted and marks the backend down."""
-    if status_for(exc) >= 500:
+    if errors.http_status(exc) >= 500:
         logger.warning("backend error on %s: %s", request.url.path, exc)
         gateway = getattr(request.app.state, "gateway", None)
         if gateway is not None:
@@ -102,7 +97,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = CODE_BY_STATUS.get(exc.status_code, "http_error")
+        code = http_error_code(exc.status_code)
         return error_response(exc.status_code, exc.detail, code, dict(exc.headers or {}))
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -111,7 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
         ]
-        return error_response(422, detail, "validation_error")
+        return error_response(422, detail, http_error_code(422))
 
     app.add_exception_handler(errors.RefStoreError, on_refstore_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
