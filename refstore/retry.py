@@ -114,9 +114,7 @@ class RetryHandler:
         Raises:
             Whatever ``func`` raised last, unchanged.
         """
-        should_retry = (
-            self.retry_on if exceptions is None else _types_predicate(exceptions)
-        )
+        should_retry = self.retry_on if exceptions is None else _types_predicate(exceptions)
         attempt = 0
         while True:
             try:
@@ -148,9 +146,7 @@ class RetryHandler:
         **kwargs: Any,
     ) -> R:
         """Same as :meth:`execute` (refstore 0.3.0 name)."""
-        return self.execute(
-            func, *args, exceptions=exceptions, on_retry=on_retry, **kwargs
-        )
+        return self.execute(func, *args, exceptions=exceptions, on_retry=on_retry, **kwargs)
 
 
 def _types_predicate(

@@ -269,6 +269,18 @@ def test_other_requests_go_to_the_declared_routes(gateway: InProcessGateway, cas
     assert isinstance(route, APIRoute), f"{case} was answered by {route!r}"
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+def test_a_key_with_a_newline_is_refused_as_an_invalid_key(
+    gateway: InProcessGateway, method: str
+) -> None:
+    body = BODY if method == "PUT" else None
+    response, route = gateway.request(method, f"{MINE}/a%0Ab", content=body)
+    assert isinstance(route, FastRoute)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_uri"
+    assert "control characters" in response.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("method", "url"),
     [("GET", "/list?logic_bucket=logical"), ("GET", "/info?uri=s3://logical/mine/a.txt")],

@@ -55,12 +55,7 @@ def test_transient_failures_are_retried_until_success(exc):
 
 @pytest.mark.parametrize(
     "exc",
-    [
-        s3_error("NoSuchKey"),
-        s3_error("AccessDenied"),
-        ObjectNotFoundError("x"),
-        ValueError("bad"),
-    ],
+    [s3_error("NoSuchKey"), s3_error("AccessDenied"), ObjectNotFoundError("x"), ValueError("bad")],
 )
 def test_client_errors_are_never_retried(exc):
     retry, sleeps = handler()
@@ -103,9 +98,7 @@ def test_decorator_keeps_the_seed_signature_and_reports_retries():
     seen = []
     flaky = Flaky([ConnectionError("x")])
 
-    @retry_with_backoff(
-        max_retries=3, base_delay=0.001, on_retry=lambda n, e: seen.append(n)
-    )
+    @retry_with_backoff(max_retries=3, base_delay=0.001, on_retry=lambda n, e: seen.append(n))
     def call(value):
         return flaky() + value
 

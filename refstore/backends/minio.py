@@ -42,9 +42,7 @@ finished parts until its workers take new ones), plus allocator slack for source
 that yield small chunks."""
 
 
-def error_for_s3_code(
-    code: str, message: str, bucket: str, key: str
-) -> errors.RefStoreError:
+def error_for_s3_code(code: str, message: str, bucket: str, key: str) -> errors.RefStoreError:
     """The :mod:`refstore.errors` instance for an S3 error code (the class from the
     table in :mod:`refstore.errors`; :class:`~refstore.errors.RefStoreError` for a
     code it does not know)."""
@@ -61,9 +59,7 @@ def error_for_s3_code(
     return cls(detail, bucket=bucket, key=key, s3_code=code)
 
 
-def translate_error(
-    exc: BaseException, bucket: str = "", key: str = ""
-) -> BaseException:
+def translate_error(exc: BaseException, bucket: str = "", key: str = "") -> BaseException:
     """Map a minio/urllib3/socket exception to a :mod:`refstore.errors` class.
 
     Exceptions that did not come from the server or the network (for example
@@ -75,17 +71,11 @@ def translate_error(
     if isinstance(exc, S3Error):
         return error_for_s3_code(exc.code or "", exc.message or "", bucket, key)
     if isinstance(exc, ServerError):
-        return errors.ConnectionError(
-            f"storage backend error (HTTP {exc.status_code}): {where}"
-        )
+        return errors.ConnectionError(f"storage backend error (HTTP {exc.status_code}): {where}")
     if isinstance(exc, InvalidResponseError):
-        return errors.ConnectionError(
-            f"storage backend sent an invalid response: {exc}"
-        )
+        return errors.ConnectionError(f"storage backend sent an invalid response: {exc}")
     if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)):
-        return errors.ConnectionError(
-            f"storage backend unreachable: {type(exc).__name__}: {exc}"
-        )
+        return errors.ConnectionError(f"storage backend unreachable: {type(exc).__name__}: {exc}")
     return exc
 
 
@@ -144,9 +134,7 @@ class _Minio(Minio):
         self._current = threading.local()
         self._guards: dict[str, _UploadGuard] = {}
 
-    def guarded_put(
-        self, data: _GuardedReader, guard: _UploadGuard, **kwargs: Any
-    ) -> Any:
+    def guarded_put(self, data: _GuardedReader, guard: _UploadGuard, **kwargs: Any) -> Any:
         self._current.guard = guard
         try:
             return self.put_object(data=data, **kwargs)  # type: ignore[arg-type]
@@ -155,12 +143,8 @@ class _Minio(Minio):
             for upload_id in [uid for uid, g in self._guards.items() if g is guard]:
                 self._guards.pop(upload_id, None)
 
-    def _create_multipart_upload(
-        self, bucket_name: str, object_name: str, headers: Any
-    ) -> str:
-        upload_id: str = super()._create_multipart_upload(
-            bucket_name, object_name, headers
-        )
+    def _create_multipart_upload(self, bucket_name: str, object_name: str, headers: Any) -> str:
+        upload_id: str = super()._create_multipart_upload(bucket_name, object_name, headers)
         guard = getattr(self._current, "guard", None)
         if guard is not None:
             self._guards[upload_id] = guard
@@ -177,9 +161,7 @@ class _Minio(Minio):
             raise
         return etag
 
-    def _abort_multipart_upload(
-        self, bucket_name: str, object_name: str, upload_id: str
-    ) -> None:
+    def _abort_multipart_upload(self, bucket_name: str, object_name: str, upload_id: str) -> None:
         try:
             super()._abort_multipart_upload(bucket_name, object_name, upload_id)
         except Exception as exc:
@@ -265,9 +247,7 @@ class MinioBackend:
         self.public_url = public_url
         secret_key = settings.secret_key.get_secret_value()
         self._http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(
-                connect=settings.connect_timeout, read=settings.read_timeout
-            ),
+            timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
             maxsize=max_concurrency + 4,
             cert_reqs="CERT_REQUIRED" if settings.cert_check else "CERT_NONE",
             ca_certs=certifi.where(),
@@ -366,9 +346,7 @@ class MinioBackend:
                 release=lambda: None,
             )
         try:
-            response = self.client.get_object(
-                bucket, key, offset=offset, length=length or 0
-            )
+            response = self.client.get_object(bucket, key, offset=offset, length=length or 0)
         except Exception as exc:
             raise translate_error(exc, bucket, key) from exc
         info = _info_from_headers(bucket, key, response.headers)
@@ -436,9 +414,7 @@ class MinioBackend:
     ) -> Iterator[ListedObject]:
         self._before()
         try:
-            for obj in self.client.list_objects(
-                bucket, prefix=prefix or None, recursive=recursive
-            ):
+            for obj in self.client.list_objects(bucket, prefix=prefix or None, recursive=recursive):
                 yield ListedObject(
                     key=obj.object_name or "",
                     size=obj.size or 0,
@@ -456,9 +432,7 @@ class MinioBackend:
 
         self._before()
         try:
-            self.client.copy_object(
-                dst_bucket, dst_key, CopySource(src_bucket, src_key)
-            )
+            self.client.copy_object(dst_bucket, dst_key, CopySource(src_bucket, src_key))
         except Exception as exc:
             raise translate_error(exc, src_bucket, src_key) from exc
         return self.stat_object(dst_bucket, dst_key)
@@ -500,9 +474,7 @@ class MinioBackend:
     def list_buckets(self) -> list[BucketInfo]:
         self._before()
         try:
-            return [
-                BucketInfo(b.name, b.creation_date) for b in self.client.list_buckets()
-            ]
+            return [BucketInfo(b.name, b.creation_date) for b in self.client.list_buckets()]
         except Exception as exc:
             raise translate_error(exc) from exc
 
