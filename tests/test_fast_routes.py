@@ -441,3 +441,28 @@ def test_after_the_first_versioned_push_the_fast_routes_serve(awaiting: InProces
         assert response.status_code == FAST_REQUESTS[case][4], response.text
         if response.status_code == 403:
             assert "bucket-mapping" in response.json()["detail"]
+
+
+# -- the upload form reads its flag with the same parser ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "logical"),
+    [("true", True), ("T", True), ("yes", True), (" on ", True), ("0", False), ("maybe", False)],
+)
+def test_the_upload_form_reads_use_logical_uri_as_the_raw_upload_does(
+    gateway: InProcessGateway, flag: str, logical: bool
+) -> None:
+    form, _ = gateway.request(
+        "POST",
+        "/upload",
+        data={"logic_bucket": LOGICAL, "path": "mine", "use_logical_uri": flag},
+        files={"file": ("f.txt", b"form")},
+    )
+    assert form.status_code == 200, form.text
+    expected = f"s3://{LOGICAL if logical else PHYSICAL}/mine/f.txt"
+    assert form.json()["uri"] == expected
+    if flag.strip() != "maybe":
+        query = f"?use_logical_uri={flag.strip()}"
+        raw, _ = gateway.request("PUT", f"/files/{LOGICAL}/mine/f.txt{query}", content=b"raw")
+        assert raw.json()["uri"] == expected

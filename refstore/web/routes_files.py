@@ -64,14 +64,10 @@ def uploaded(uri: str, size: int) -> UploadResponse:
     return UploadResponse(uri=uri, success=True, message="File uploaded successfully", size=size)
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def parse_bool(value: str) -> bool | None:
     """A boolean parameter, read as FastAPI reads the routes' ``bool`` query parameters
     (pydantic: true/false, 1/0, yes/no, on/off, t/f, y/n, in any case); None for any
-    other value. The fast routes read their flags with it."""
+    other value. The fast routes and the upload form read their flags with it."""
     try:
         return _BOOLEAN.validate_python(value)
     except ValidationError:
@@ -204,7 +200,8 @@ async def upload(
         await _discard(gateway, staged)
         raise
     gateway.metrics.bytes_in.inc(info.size)
-    uri = _result_uri(gateway, bucket, key, _truthy(fields.get("use_logical_uri")))
+    logical = parse_bool(fields.get("use_logical_uri", "").strip()) is True  # else physical
+    uri = _result_uri(gateway, bucket, key, logical)
     return uploaded(uri, info.size)
 
 
