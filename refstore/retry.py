@@ -8,17 +8,22 @@ errors and timeouts, urllib3 errors, minio-py's HTTP 5xx, and S3 errors whose
 code the table marks transient (``SlowDown``, ``RequestTimeout``...). Never
 retried, even when listed in ``exceptions=``: errors that repeating cannot fix
 (invalid input, missing objects, ``NoSuchKey``, ``AccessDenied``...).
+
+:class:`RetryHandler` runs plain and ``async`` callables (:meth:`RetryHandler.execute`,
+:meth:`RetryHandler.execute_async`); :func:`retry_with_backoff` decorates either.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import functools
+import inspect
 import logging
 import random
 import time
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, cast
 
 from . import errors
 
@@ -26,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+RetryCallback = Callable[[int, BaseException], None]
+"""Called with (retry number from 1, the exception) before each wait."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -56,6 +64,15 @@ def _transience(exc: BaseException) -> bool | None:
     return None
 
 
+def _listed(types: tuple[type[BaseException], ...]) -> Callable[[BaseException], bool]:
+    """Retry instances of ``types``, except errors that repeating cannot fix."""
+
+    def predicate(exc: BaseException) -> bool:
+        return isinstance(exc, types) and _transience(exc) is not False
+
+    return predicate
+
+
 class RetryHandler:
     """Runs a callable, retrying transient failures with jittered exponential backoff.
 
@@ -67,7 +84,14 @@ class RetryHandler:
         jitter: Randomise each delay to between 50% and 100% of its value.
         retry_on: Predicate deciding which exceptions are retried
             (default :func:`is_transient`).
-        sleep: Function used to wait (injectable for tests).
+        sleep: Function used to wait by :meth:`execute` (injectable for tests).
+        exceptions: Retry only these types (never an error repeating cannot fix);
+            replaces ``retry_on``.
+        on_retry: Called with (retry number, exception) before each wait.
+        async_sleep: Coroutine function used to wait by :meth:`execute_async`.
+
+    Raises:
+        ValueError: ``max_retries`` is negative.
     """
 
     def __init__(
@@ -79,6 +103,10 @@ class RetryHandler:
         jitter: bool = True,
         retry_on: Callable[[BaseException], bool] = is_transient,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        exceptions: tuple[type[BaseException], ...] | None = None,
+        on_retry: RetryCallback | None = None,
+        async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -87,8 +115,10 @@ class RetryHandler:
         self.max_delay = max_delay
         self.exponential_base = exponential_base
         self.jitter = jitter
-        self.retry_on = retry_on
+        self.retry_on = retry_on if exceptions is None else _listed(exceptions)
+        self.on_retry = on_retry
         self._sleep = sleep
+        self._async_sleep = async_sleep
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (0-based)."""
@@ -97,67 +127,98 @@ class RetryHandler:
             delay *= random.uniform(0.5, 1.0)
         return float(delay)
 
-    def execute(
-        self,
-        func: Callable[..., R],
-        *args: Any,
-        exceptions: tuple[type[BaseException], ...] | None = None,
-        on_retry: Callable[[int, BaseException], None] | None = None,
-        **kwargs: Any,
-    ) -> R:
-        """Call ``func(*args, **kwargs)``, retrying as configured.
-
-        Args:
-            exceptions: Retry only these types (and never a permanent client error).
-            on_retry: Called with (retry number, exception) before each wait.
+    def execute(self, func: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """Call ``func(*args, **kwargs)``, retrying as configured. Every keyword goes
+        to ``func``; the handler's options are its constructor's.
 
         Raises:
             Whatever ``func`` raised last, unchanged.
         """
-        should_retry = self.retry_on if exceptions is None else _types_predicate(exceptions)
+        return self._run(func, args, kwargs, self.retry_on, self.on_retry)
+
+    async def execute_async(
+        self, func: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
+    ) -> R:
+        """Await ``func(*args, **kwargs)``, retrying as configured; waits without
+        blocking the event loop.
+
+        Raises:
+            Whatever ``func`` raised last, unchanged.
+        """
+        attempt = 0
+        while True:
+            try:
+                return await func(*args, **kwargs)
+            except Exception as exc:
+                delay = self._next_delay(func, exc, attempt, self.retry_on, self.on_retry)
+                if delay is None:
+                    raise
+                attempt += 1
+                await self._async_sleep(delay)
+
+    def execute_with_callback(
+        self,
+        func: Callable[..., R],
+        /,
+        *args: Any,
+        exceptions: tuple[type[BaseException], ...] | None = None,
+        on_retry: RetryCallback | None = None,
+        **kwargs: Any,
+    ) -> R:
+        """refstore 0.3.0's form: ``exceptions`` and ``on_retry`` are the handler's
+        options for this call, other keywords go to ``func`` (to pass ``func`` keywords
+        of those two names, configure the handler and use :meth:`execute`).
+
+        Raises:
+            Whatever ``func`` raised last, unchanged.
+        """
+        retry_on = self.retry_on if exceptions is None else _listed(exceptions)
+        return self._run(func, args, kwargs, retry_on, on_retry or self.on_retry)
+
+    def _run(
+        self,
+        func: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry_on: Callable[[BaseException], bool],
+        on_retry: RetryCallback | None,
+    ) -> R:
         attempt = 0
         while True:
             try:
                 return func(*args, **kwargs)
             except Exception as exc:
-                if attempt >= self.max_retries or not should_retry(exc):
+                delay = self._next_delay(func, exc, attempt, retry_on, on_retry)
+                if delay is None:
                     raise
-                delay = self.delay(attempt)
                 attempt += 1
-                logger.warning(
-                    "%s failed (%s: %s); retry %d/%d in %.2fs",
-                    getattr(func, "__qualname__", func),
-                    type(exc).__name__,
-                    exc,
-                    attempt,
-                    self.max_retries,
-                    delay,
-                )
-                if on_retry is not None:
-                    on_retry(attempt, exc)
                 self._sleep(delay)
 
-    def execute_with_callback(
+    def _next_delay(
         self,
-        func: Callable[..., R],
-        *args: Any,
-        exceptions: tuple[type[BaseException], ...] | None = None,
-        on_retry: Callable[[int, BaseException], None] | None = None,
-        **kwargs: Any,
-    ) -> R:
-        """Same as :meth:`execute` (refstore 0.3.0 name)."""
-        return self.execute(func, *args, exceptions=exceptions, on_retry=on_retry, **kwargs)
-
-
-def _types_predicate(
-    types: tuple[type[BaseException], ...],
-) -> Callable[[BaseException], bool]:
-    """Retry instances of ``types``, except errors that repeating cannot fix."""
-
-    def predicate(exc: BaseException) -> bool:
-        return isinstance(exc, types) and _transience(exc) is not False
-
-    return predicate
+        func: object,
+        exc: Exception,
+        attempt: int,
+        retry_on: Callable[[BaseException], bool],
+        on_retry: RetryCallback | None,
+    ) -> float | None:
+        """The wait before retrying after failed attempt ``attempt`` (0-based), or None
+        to give up. Shared by the plain and the async loop."""
+        if attempt >= self.max_retries or not retry_on(exc):
+            return None
+        delay = self.delay(attempt)
+        logger.warning(
+            "%s failed (%s: %s); retry %d/%d in %.2fs",
+            getattr(func, "__qualname__", func),
+            type(exc).__name__,
+            exc,
+            attempt + 1,
+            self.max_retries,
+            delay,
+        )
+        if on_retry is not None:
+            on_retry(attempt + 1, exc)
+        return delay
 
 
 def retry_with_backoff(
@@ -167,23 +228,37 @@ def retry_with_backoff(
     exponential_base: float = 2.0,
     jitter: bool = True,
     exceptions: tuple[type[BaseException], ...] | None = None,
-    on_retry: Callable[[int, BaseException], None] | None = None,
+    on_retry: RetryCallback | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorator: retry the function on transient failures (see :class:`RetryHandler`).
 
-    ``exceptions`` narrows what is retried; client errors (4xx, missing objects,
-    invalid input) are never retried, even when listed.
+    Works on plain and on ``async def`` functions (an async one is awaited on every
+    attempt and waits with ``asyncio.sleep``). ``exceptions`` narrows what is retried;
+    errors that repeating cannot fix (4xx, missing objects, invalid input) are never
+    retried, even when listed.
     """
-    handler = RetryHandler(max_retries, base_delay, max_delay, exponential_base, jitter)
+    handler = RetryHandler(
+        max_retries,
+        base_delay,
+        max_delay,
+        exponential_base,
+        jitter,
+        exceptions=exceptions,
+        on_retry=on_retry,
+    )
 
     def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await handler.execute_async(func, *args, **kwargs)
+
+            return cast(Callable[P, R], async_wrapper)
+
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return handler.execute(
-                functools.partial(func, *args, **kwargs),
-                exceptions=exceptions,
-                on_retry=on_retry,
-            )
+            return handler.execute(func, *args, **kwargs)
 
         return wrapper
 
