@@ -14,6 +14,7 @@ from minio import Minio
 from servers import MinioServer, NginxServer, free_port
 
 from refstore import AuthenticationError, ConnectionError, RefStore
+from refstore.backends.minio import MinioBackend
 
 MiB = 1024 * 1024
 
@@ -137,6 +138,63 @@ class TestServerKilledMidUpload:
             with pytest.raises(ConnectionError):
                 store.download_to_local(uri, target, progress=progress)
             assert list(target.parent.iterdir()) == []
+
+
+def test_64_concurrent_multipart_uploads_keep_their_guards_apart(minio_config, bucket_name):
+    """Each multipart upload registers a guard (to stop reading once a part fails) and
+    drops it when it ends, while 63 others register and drop theirs and the guards in
+    flight are looked at from another thread."""
+    uploads = 64
+    config = {
+        **minio_config,
+        "default_bucket": bucket_name,
+        "max_concurrency": uploads,
+        "part_size": 5 * MiB,  # minio-py's smallest: each upload is one part and one byte
+    }
+    part = os.urandom(5 * MiB)
+    with RefStore(config) as store:
+        store.init_buckets()
+        backend = store.backend
+        assert isinstance(backend, MinioBackend)
+        start = threading.Barrier(uploads + 1)
+        done = threading.Event()
+        failures: list[BaseException] = []
+        seen: set[str] = set()
+
+        def upload(n: int) -> None:
+            body = io.BytesIO(part + bytes([n]))
+            start.wait()
+            try:
+                backend.put_object(
+                    bucket_name, f"guards/{n}", body, -1, content_type="x/y", metadata={}
+                )
+            except BaseException as exc:  # collected, asserted below
+                failures.append(exc)
+
+        def look() -> None:
+            start.wait()
+            try:
+                while not done.is_set():
+                    for upload_id, _guard in backend.client.guards.items():
+                        seen.add(upload_id)
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=upload, args=(n,)) for n in range(uploads)]
+        looker = threading.Thread(target=look)
+        for thread in [*threads, looker]:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        done.set()
+        looker.join()
+        assert failures == []
+        assert len(seen) > 1  # the looker did overlap uploads in flight
+        assert len(backend.client.guards) == 0
+        listed = {obj.key: obj.size for obj in backend.list_objects(bucket_name, "guards/")}
+        assert listed == {f"guards/{n}": len(part) + 1 for n in range(uploads)}
+        with backend.open_object(bucket_name, "guards/7", offset=len(part)) as tail:
+            assert tail.read() == bytes([7])
 
 
 SEED_NGINX_BLOCK = """

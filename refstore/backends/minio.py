@@ -97,6 +97,42 @@ class _UploadGuard:
 
     def __init__(self) -> None:
         self.failure: BaseException | None = None
+        self.upload_id: str | None = None
+
+
+class _UploadGuards:
+    """The guards of the multipart uploads in flight, by upload id.
+
+    Uploads add and discard theirs from their own threads while part-upload workers
+    look them up from theirs, so every access holds the lock, and :meth:`items` is a
+    snapshot that later changes do not disturb.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_upload_id: dict[str, _UploadGuard] = {}
+
+    def add(self, upload_id: str, guard: _UploadGuard) -> None:
+        with self._lock:
+            guard.upload_id = upload_id
+            self._by_upload_id[upload_id] = guard
+
+    def get(self, upload_id: str) -> _UploadGuard | None:
+        with self._lock:
+            return self._by_upload_id.get(upload_id)
+
+    def discard(self, guard: _UploadGuard) -> None:
+        with self._lock:
+            if guard.upload_id is not None:
+                self._by_upload_id.pop(guard.upload_id, None)
+
+    def items(self) -> list[tuple[str, _UploadGuard]]:
+        with self._lock:
+            return list(self._by_upload_id.items())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._by_upload_id)
 
 
 class _GuardedReader:
@@ -132,7 +168,7 @@ class _Minio(Minio):
         self.pending_aborts: list[tuple[str, str, str]] = []
         self.pending_lock = threading.Lock()
         self._current = threading.local()
-        self._guards: dict[str, _UploadGuard] = {}
+        self.guards = _UploadGuards()
 
     def guarded_put(self, data: _GuardedReader, guard: _UploadGuard, **kwargs: Any) -> Any:
         self._current.guard = guard
@@ -140,14 +176,13 @@ class _Minio(Minio):
             return self.put_object(data=data, **kwargs)  # type: ignore[arg-type]
         finally:
             self._current.guard = None
-            for upload_id in [uid for uid, g in self._guards.items() if g is guard]:
-                self._guards.pop(upload_id, None)
+            self.guards.discard(guard)
 
     def _create_multipart_upload(self, bucket_name: str, object_name: str, headers: Any) -> str:
         upload_id: str = super()._create_multipart_upload(bucket_name, object_name, headers)
         guard = getattr(self._current, "guard", None)
         if guard is not None:
-            self._guards[upload_id] = guard
+            self.guards.add(upload_id, guard)
         return upload_id
 
     def _upload_part(self, *args: Any, **kwargs: Any) -> str:
@@ -155,7 +190,7 @@ class _Minio(Minio):
             etag: str = super()._upload_part(*args, **kwargs)
         except Exception as exc:
             upload_id = args[4] if len(args) > 4 else kwargs.get("upload_id", "")
-            guard = self._guards.get(upload_id)
+            guard = self.guards.get(upload_id)
             if guard is not None and guard.failure is None:
                 guard.failure = exc
             raise
