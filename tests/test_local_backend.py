@@ -1,6 +1,5 @@
 """The embedded local backend: atomic files, signed links, nothing outside its root."""
 
-import time
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -42,12 +41,33 @@ def test_presigned_links_are_signed_for_one_object_and_method(local):
         backend.verify_presigned("GET", bucket, key, "soon", query["signature"])
 
 
-def test_presigned_links_expire(local):
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_presigned_links_expire_after_their_expiry_seconds(local):
+    clock = Clock(1_700_000_000.25)
+    local.backend.clock = clock
     uri = local.upload_file(b"x", "e.txt", path="docs")
-    bucket, key, query = link_parts(local.get_presigned_url(uri, 1))
-    time.sleep(1.5)
+    bucket, key, query = link_parts(local.get_presigned_url(uri, 60))
+    assert query["expires"] == "1700000060"
+    clock.now = 1_700_000_060.0  # the link's last valid moment
+    local.backend.verify_presigned("GET", bucket, key, query["expires"], query["signature"])
+    clock.now = 1_700_000_060.5
     with pytest.raises(PermissionDeniedError, match="expired"):
         local.backend.verify_presigned("GET", bucket, key, query["expires"], query["signature"])
+
+
+def test_the_clock_can_be_given_to_the_backend(tmp_path):
+    backend = LocalBackend(tmp_path, clock=Clock(100.0))
+    _, _, query = link_parts(backend.presign("PUT", "bucket", "k.txt", 5))
+    assert query["expires"] == "105"
 
 
 def test_links_point_at_the_public_url_when_set(tmp_path):

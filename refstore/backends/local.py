@@ -17,7 +17,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -50,6 +50,8 @@ class LocalBackend:
         root: Directory holding one sub-directory per bucket (created if missing).
         secret: HMAC key for presigned links; default: a random key kept in the root.
         link_base: Base URL of the gateway that serves presigned links.
+        clock: The time in seconds since the epoch, for presigned links' expiry (a test can
+            give one that it moves).
     """
 
     name = "local"
@@ -60,8 +62,10 @@ class LocalBackend:
         *,
         secret: str | None = None,
         link_base: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.root = Path(root).resolve()
+        self.clock = clock
         self._system = self.root / SYSTEM_DIR
         self._tmp = self._system / "tmp"
         self._meta = self._system / "meta"
@@ -300,7 +304,7 @@ class LocalBackend:
     def presign(self, method: str, bucket: str, key: str, expiry_seconds: int) -> str:
         validate_key(key)
         validate_bucket_name(bucket)
-        expires = int(time.time()) + expiry_seconds
+        expires = int(self.clock()) + expiry_seconds
         query = urlencode(
             {
                 "method": method,
@@ -325,7 +329,7 @@ class LocalBackend:
         expected = self._signature(method, bucket, key, expires_at)
         if not hmac.compare_digest(expected, signature or ""):
             raise errors.PermissionDeniedError("presigned link signature does not match")
-        if time.time() > expires_at:
+        if self.clock() > expires_at:
             raise errors.PermissionDeniedError("presigned link has expired")
 
     # buckets
