@@ -1,5 +1,6 @@
 """MinIO-only behaviour: credentials, outages, a server killed mid-upload, reverse proxies."""
 
+import inspect
 import io
 import os
 import socket
@@ -195,6 +196,52 @@ def test_64_concurrent_multipart_uploads_keep_their_guards_apart(minio_config, b
         assert listed == {f"guards/{n}": len(part) + 1 for n in range(uploads)}
         with backend.open_object(bucket_name, "guards/7", offset=len(part)) as tail:
             assert tail.read() == bytes([7])
+
+
+def _parameters(function: object) -> list[tuple[str, object, object]]:
+    """Names, kinds and defaults (annotations aside: minio-py's are strings)."""
+    signature = inspect.signature(function)  # type: ignore[arg-type]
+    return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+
+
+_MINIO_HOOKS = ["_create_multipart_upload", "_upload_part", "_abort_multipart_upload"]
+
+
+def test_the_private_minio_methods_the_backend_overrides_have_the_signatures_it_expects():
+    """``minio`` is pinned to the major version whose private methods the backend
+    overrides; a release that changes them must fail here, loudly."""
+    from minio import Minio as SDK
+
+    from refstore.backends.minio import _Minio
+
+    overridden = sorted(
+        name
+        for name in vars(_Minio)
+        if name.startswith("_") and not name.startswith("__") and hasattr(SDK, name)
+    )
+    assert overridden == sorted(_MINIO_HOOKS)
+    expected = {
+        "_create_multipart_upload": ["self", "bucket_name", "object_name", "headers"],
+        "_upload_part": [
+            "self",
+            "bucket_name",
+            "object_name",
+            "data",
+            "headers",
+            "upload_id",
+            "part_number",
+        ],
+        "_abort_multipart_upload": ["self", "bucket_name", "object_name", "upload_id"],
+    }
+    for name in overridden:
+        assert _parameters(getattr(_Minio, name)) == _parameters(getattr(SDK, name)), name
+        assert [p[0] for p in _parameters(getattr(SDK, name))] == expected[name], name
+    # put_object still goes through these hooks (parts in workers via _upload_part_task),
+    # and the client keeps its urllib3 pool where from_client takes it.
+    assert set(_MINIO_HOOKS) | {"_upload_part_task"} <= set(SDK.put_object.__code__.co_names)
+    assert [name for name, _, _ in _parameters(SDK._upload_part_task)] == ["self", "args"]
+    assert "_upload_part" in SDK._upload_part_task.__code__.co_names
+    assert SDK("127.0.0.1:9", "a", "b", secure=False)._http is not None
 
 
 SEED_NGINX_BLOCK = """

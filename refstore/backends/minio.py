@@ -161,6 +161,9 @@ class _Minio(Minio):
     A failed part stops the upload at the next read (see :class:`_GuardedReader`).
     When the server dies mid-upload, minio-py's own abort fails too; the upload
     id is kept and aborted on the next call that reaches the server.
+
+    The private methods overridden here are minio-py's own, with their signatures
+    (``minio`` is pinned to its major version; ``tests/test_minio.py`` checks them).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -185,11 +188,20 @@ class _Minio(Minio):
             self.guards.add(upload_id, guard)
         return upload_id
 
-    def _upload_part(self, *args: Any, **kwargs: Any) -> str:
+    def _upload_part(
+        self,
+        bucket_name: str,
+        object_name: str,
+        data: bytes,
+        headers: Any,
+        upload_id: str,
+        part_number: int,
+    ) -> str:
         try:
-            etag: str = super()._upload_part(*args, **kwargs)
+            etag: str = super()._upload_part(
+                bucket_name, object_name, data, headers, upload_id, part_number
+            )
         except Exception as exc:
-            upload_id = args[4] if len(args) > 4 else kwargs.get("upload_id", "")
             guard = self.guards.get(upload_id)
             if guard is not None and guard.failure is None:
                 guard.failure = exc
