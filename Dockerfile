@@ -26,12 +26,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python3 -m venv /opt/pip \
     && python3 -m venv --without-pip /opt/venv
 
-# The dependencies first, from pyproject.toml alone (an empty package stands in for the
-# code), so that a build after a change of the code reuses this layer.
+# The dependencies first, from pyproject.toml and the version file alone (an empty package
+# stands in for the code), so that a build after a change of the code reuses this layer.
 COPY pyproject.toml /deps/
+COPY refstore/_version.py /deps/refstore/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    mkdir /deps/refstore \
-    && touch /deps/README.md /deps/refstore/__init__.py \
+    touch /deps/README.md /deps/refstore/__init__.py \
     && /opt/pip/bin/pip --python /opt/venv/bin/python install "/deps[web,operator]"
 
 COPY pyproject.toml README.md /src/

@@ -334,10 +334,11 @@ def _source_url() -> str:
 
 
 def project_version() -> str:
-    """The version pyproject.toml gives (the image's version label)."""
-    text = (REPO / "pyproject.toml").read_text()
-    match = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
-    return match.group(1) if match else "dev"
+    """The package's version (the image's version label), read where it is written."""
+    text = (REPO / "refstore" / "_version.py").read_text()
+    match = re.search(r'^__version__\s*=\s*"([^"]+)"', text, re.MULTILINE)
+    assert match, "refstore/_version.py has no __version__"
+    return match.group(1)
 
 
 def build_argv(base_image: str, tag: str = IMAGE, target: str | None = None) -> list[str]:

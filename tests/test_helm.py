@@ -727,3 +727,10 @@ def test_install_with_existing_secrets(
     assert _secret(cluster, namespace, "refstore-tokens")["admin"] == "admin-token-0123456789"
     cluster.helm("uninstall", "ext", "-n", namespace)
     assert _secret(cluster, namespace, "refstore-tokens")["admin"] == "admin-token-0123456789"
+
+
+def test_the_chart_deploys_the_version_of_the_package() -> None:
+    import refstore
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == refstore.__version__

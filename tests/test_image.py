@@ -21,6 +21,8 @@ import pytest
 import yaml
 from servers import MinioServer, free_port
 
+import refstore
+
 ADMIN_TOKEN = "image-test-admin-token"
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -123,7 +125,7 @@ def test_image_describes_itself_with_oci_labels_and_runs_as_10001(
     config = json.loads(engine.run("image", "inspect", image).stdout)[0]["Config"]
     labels = config["Labels"]
     assert labels["org.opencontainers.image.title"] == "refstore"
-    assert labels["org.opencontainers.image.version"] == podman.project_version()
+    assert labels["org.opencontainers.image.version"] == refstore.__version__
     assert labels["org.opencontainers.image.licenses"] == "MIT"
     assert labels["org.opencontainers.image.description"]
     assert "org.opencontainers.image.source" in labels
