@@ -1,4 +1,4 @@
-"""What `import refstore` and `import refstore.gateway` cost: median of N `python -X importtime` runs.
+"""What `import refstore` and `import refstore.gateway` cost: median of N -X importtime runs.
 
 Usage: python bench/imports.py [--runs 20] [module ...]
 Prints, per module, the median cumulative import time of the module itself (microseconds as
@@ -12,14 +12,24 @@ import statistics
 import subprocess
 import sys
 
-HEAVY = ("refstore.store", "refstore.config", "refstore.backends", "minio", "httpx", "fastapi",
-         "pydantic", "kopf")
+HEAVY = (
+    "refstore.store",
+    "refstore.config",
+    "refstore.backends",
+    "minio",
+    "httpx",
+    "fastapi",
+    "pydantic",
+    "kopf",
+)
 
 
 def cumulative_us(module: str) -> tuple[int, set[str]]:
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stderr
     total = 0
     loaded: set[str] = set()
@@ -44,8 +54,10 @@ def main() -> None:
         runs = [cumulative_us(module) for _ in range(args.runs)]
         median_ms = statistics.median(t for t, _ in runs) / 1000
         loaded = sorted(set().union(*(names for _, names in runs)))
-        print(f"import {module:<20} median {median_ms:6.1f} ms over {args.runs} runs; "
-              f"loads: {', '.join(loaded) or '-'}")
+        print(
+            f"import {module:<20} median {median_ms:6.1f} ms over {args.runs} runs; "
+            f"loads: {', '.join(loaded) or '-'}"
+        )
 
 
 if __name__ == "__main__":
