@@ -7,6 +7,7 @@ import logging
 import mimetypes
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Body, FastAPI, Query, Request
 from fastapi.responses import Response
@@ -303,8 +304,8 @@ async def presigned_url(
     url = await gateway.store.get_presigned_url(uri, expiry_seconds, method)
     if gateway.settings.minio is None and gateway.settings.public_url is None:
         # Local links are served by this gateway: point them where the client reached it.
-        link_base: str = gateway.store.sync.backend.link_base  # type: ignore[attr-defined]
-        url = str(request.base_url).rstrip("/") + url.removeprefix(link_base)
+        link = urlsplit(url)
+        url = f"{str(request.base_url).rstrip('/')}{link.path}?{link.query}"
     expiry = expiry_seconds or gateway.settings.presigned_expiry
     return PresignedURLResponse(url=url, uri=uri, expiry=expiry, method=method.upper())
 
