@@ -19,10 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .backends import ObjectInfo, ObjectStream
-from .backends.base import CHUNK_SIZE, ProgressCallback
+from .backends.base import CHUNK_SIZE
 from .buckets import BucketManager
 from .config import StoreConfig
 from .mapping import BucketMap, MappingHolder, MappingVersion
+from .progress import ProgressCallback
 from .retry import RetryHandler
 from .store import ChunkReader, RefStore, UploadData
 

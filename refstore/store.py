@@ -17,12 +17,13 @@ from typing import Any, BinaryIO, TypeVar
 
 from . import errors
 from .backends import Backend, ListedObject, ObjectInfo, ObjectStream, create_backend
-from .backends.base import CHUNK_SIZE, ProgressCallback
+from .backends.base import CHUNK_SIZE
 from .backends.local import LocalBackend
 from .buckets import BucketManager
 from .config import MAX_PRESIGN_SECONDS, StoreConfig
 from .keys import build_object_key, validate_bucket_name, validate_prefix
 from .mapping import BucketMap, MappingHolder, MappingVersion
+from .progress import ProgressCallback
 from .retry import RetryHandler
 from .sizes import format_size
 from .uri import decode_uri, encode_uri

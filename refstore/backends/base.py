@@ -10,11 +10,9 @@ from typing import Any, BinaryIO, Protocol
 
 from ..errors import ConnectionError as BackendConnectionError
 from ..errors import RefStoreError
+from ..progress import ProgressCallback
 
 CHUNK_SIZE = 1024 * 1024
-
-ProgressCallback = Callable[[int], None]
-"""Called with the number of bytes just transferred."""
 
 
 @dataclass(frozen=True)

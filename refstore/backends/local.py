@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode
 
 from .. import errors
 from ..keys import validate_bucket_name, validate_key, validate_prefix
+from ..progress import ProgressCallback
 from .base import (
     CHUNK_SIZE,
     BucketInfo,
@@ -32,7 +33,6 @@ from .base import (
     ListedObject,
     ObjectInfo,
     ObjectStream,
-    ProgressCallback,
 )
 
 SYSTEM_DIR = ".refstore"

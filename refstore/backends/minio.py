@@ -23,6 +23,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 
 from .. import errors
 from ..config import MinioSettings
+from ..progress import ProgressCallback
 from .base import (
     CHUNK_SIZE,
     BucketInfo,
@@ -30,7 +31,6 @@ from .base import (
     ListedObject,
     ObjectInfo,
     ObjectStream,
-    ProgressCallback,
 )
 
 logger = logging.getLogger(__name__)
