@@ -1003,8 +1003,8 @@ def answer(response: httpx.Response) -> tuple[int, dict[str, str], bytes]:
     ],
 )
 def test_fast_reads_answer_exactly_as_the_declared_routes(gateway, ranged_uri, case):
-    """GET /files and /download are answered by FastObjectRoutes; an extra query parameter
-    sends the same request through FastAPI's declared route instead."""
+    """GET /files and /download are answered by the fast routes (refstore.web.fast_routes);
+    an extra query parameter sends the same request through FastAPI's declared route instead."""
     bucket, key = ranged_uri.removeprefix("s3://").split("/", 1)
     etag = gateway.admin.get(f"/files/{bucket}/{key}").headers["etag"]
     path, params, headers, token = f"/files/{bucket}/{key}", {}, {}, ADMIN_TOKEN
