@@ -194,3 +194,25 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert body["code"] == code, body
     return body["detail"]
+
+
+# What a differential test compares of two answers to the same request (the fast routes
+# and the declared ones), besides status and body.
+COMPARED_HEADERS = (
+    "content-type",
+    "content-length",
+    "content-range",
+    "content-disposition",
+    "etag",
+    "last-modified",
+    "accept-ranges",
+    "www-authenticate",
+    "retry-after",
+    "connection",
+)
+
+
+def answer(response: httpx.Response) -> tuple[int, dict[str, str], bytes]:
+    """Status, the compared headers and the body of an answer."""
+    headers = {name: response.headers.get(name, "") for name in COMPARED_HEADERS}
+    return response.status_code, headers, response.content

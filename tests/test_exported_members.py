@@ -68,13 +68,20 @@ def test_importing_refstore_does_not_import_service_or_sdk_dependencies():
     ],
 )
 def test_layers_point_one_way(module: str, forbidden: set[str]) -> None:
+    loaded = loaded_by_importing(module, sorted(forbidden))
+    assert loaded == "[]", f"{module} imports {loaded}"
+
+
+def loaded_by_importing(module: str, packages: list[str]) -> str:
+    """Which of ``packages`` (or their modules) a fresh interpreter has loaded after
+    ``import module``, as a printed sorted list."""
     code = (
         f"import sys, {module}; "
         f"print(sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') "
-        f"for f in {sorted(forbidden)!r})))"
+        f"for f in {packages!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", f"{module} imports {out.stdout.strip()}"
+    return out.stdout.strip()
 
 
 STORAGE_LAYER = ("refstore.store", "refstore.aio", "refstore.config", "refstore.backends", "minio")
@@ -84,13 +91,8 @@ STORAGE_LAYER = ("refstore.store", "refstore.aio", "refstore.config", "refstore.
 def test_importing_refstore_or_the_sdk_does_not_load_the_storage_layer(module: str) -> None:
     """The SDK needs errors, keys, URIs and its own types; the store, its config and the
     backends load when ``refstore.RefStore`` (or another of them) is first used."""
-    code = (
-        f"import sys, {module}; "
-        f"print(sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') "
-        f"for f in {STORAGE_LAYER!r})))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", f"{module} loads {out.stdout.strip()}"
+    loaded = loaded_by_importing(module, list(STORAGE_LAYER))
+    assert loaded == "[]", f"{module} loads {loaded}"
 
 
 def test_the_lazy_names_resolve_to_the_classes_of_their_modules() -> None:

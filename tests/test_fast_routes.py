@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from gateway_helpers import answer
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,18 +42,6 @@ STORED = f"/files/{LOGICAL}/mine/a.txt"  # the object every test starts with
 MINE = f"/files/{LOGICAL}/mine"
 DOWNLOAD = f"/download?uri=s3://{LOGICAL}/mine/a.txt"
 FLAG = "use_logical_uri"
-COMPARED_HEADERS = (
-    "content-type",
-    "content-length",
-    "content-range",
-    "content-disposition",
-    "etag",
-    "last-modified",
-    "accept-ranges",
-    "www-authenticate",
-    "retry-after",
-    "connection",
-)
 
 
 class RouteRecorder:
@@ -147,11 +136,6 @@ def gateway(tmp_path: Path) -> Iterator[InProcessGateway]:
         stored, _ = running.request("PUT", STORED, content=BODY)
         assert stored.status_code == 200, stored.text
         yield running
-
-
-def answer(response: httpx.Response) -> tuple[int, dict[str, str], bytes]:
-    headers = {name: response.headers.get(name, "") for name in COMPARED_HEADERS}
-    return response.status_code, headers, response.content
 
 
 def is_fast(route: BaseRoute | None, method: str, template: str) -> bool:

@@ -22,6 +22,7 @@ from gateway_helpers import (
     BACKENDS,
     Gateway,
     MiB,
+    answer,
     assert_error,
     backend_settings,
     multipart_body,
@@ -968,22 +969,6 @@ def test_multipart_upload_keeps_a_non_ascii_filename(gateway, bucket):
 
 
 # -- the fast object routes answer as the declared ones ---------------------------------
-
-COMPARED_HEADERS = (
-    "content-type",
-    "content-length",
-    "content-range",
-    "content-disposition",
-    "etag",
-    "last-modified",
-    "accept-ranges",
-    "www-authenticate",
-)
-
-
-def answer(response: httpx.Response) -> tuple[int, dict[str, str], bytes]:
-    headers = {name: response.headers.get(name, "") for name in COMPARED_HEADERS}
-    return response.status_code, headers, response.content
 
 
 @pytest.mark.parametrize(
