@@ -11,6 +11,7 @@ import re
 import unicodedata
 import uuid
 from datetime import datetime, timezone
+from urllib.parse import unquote_to_bytes
 
 from .errors import InvalidBucketNameError, InvalidKeyError
 
@@ -58,6 +59,42 @@ def _is_ip_address(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def unquote_strict(raw: bytes) -> str:
+    """Percent-decode part of a URL (a path, a query value) as UTF-8, strictly.
+
+    Servers decode leniently, putting U+FFFD in place of what is not UTF-8, so that
+    ``x%ff`` and ``x%fe`` would name one object; here that is an error. A U+FFFD sent
+    as its UTF-8 (``%EF%BF%BD``) is a character like any other.
+
+    Raises:
+        InvalidKeyError: the escapes are not UTF-8 (a lone or overlong byte sequence,
+            a surrogate, a truncated character).
+    """
+    try:
+        return unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        shown = raw[:64].decode("ascii", "backslashreplace")
+        raise InvalidKeyError(f"percent-escapes are not valid UTF-8: {shown!r}") from exc
+
+
+def nfc(text: str) -> str:
+    """``text`` in Unicode NFC, the one form of every key, path and filename.
+
+    Every key RefStore builds or is given is put in this form, so a name typed on
+    systems that spell it differently (NFD on macOS, NFC elsewhere) is one object.
+    """
+    return unicodedata.normalize("NFC", text)
+
+
+def normalize_key(key: str) -> str:
+    """An object key in NFC (:func:`nfc`), checked by :func:`validate_key`.
+
+    Raises:
+        InvalidKeyError: the key is unsafe or too long.
+    """
+    return validate_key(nfc(key) if isinstance(key, str) else key)
 
 
 def validate_key(key: str) -> str:
@@ -110,7 +147,7 @@ def normalize_path(path: str | None) -> str:
         raise InvalidKeyError(f"backslashes are not allowed: {path!r}", key=path)
     if _CONTROL_CHARS.search(path):
         raise InvalidKeyError(f"control characters are not allowed: {path!r}", key=path)
-    segments = [s for s in unicodedata.normalize("NFC", path).split("/") if s]
+    segments = [s for s in nfc(path).split("/") if s]
     for segment in segments:
         _check_segment(segment, path)
     return "/".join(segments)
@@ -154,9 +191,9 @@ def build_object_key(original_filename: str | None, path: str | None = None) -> 
     """
     directory = normalize_path(path)
     if directory:
-        return validate_key(f"{directory}/{normalize_filename(original_filename)}")
+        return normalize_key(f"{directory}/{normalize_filename(original_filename)}")
     extension = ""
     if original_filename:
         extension = os.path.splitext(normalize_filename(original_filename))[1]
     date = datetime.now(timezone.utc).strftime("%Y/%m/%d")
-    return validate_key(f"{date}/{uuid.uuid4().hex}{extension}")
+    return normalize_key(f"{date}/{uuid.uuid4().hex}{extension}")

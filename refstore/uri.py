@@ -2,7 +2,9 @@
 
 Parsing is strict: the bucket must follow the S3 naming rules and the key must
 pass :func:`refstore.keys.validate_key`; anything else raises
-:class:`~refstore.errors.URIParseError` before any I/O.
+:class:`~refstore.errors.URIParseError` before any I/O. Keys are Unicode NFC
+(:func:`refstore.keys.normalize_key`): the URIs of one name spelled NFC or NFD are
+one URI.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import posixpath
 
 from .errors import InvalidInputError, URIParseError
-from .keys import validate_bucket_name, validate_key
+from .keys import normalize_key, validate_bucket_name
 
 SCHEME = "s3://"
 
@@ -33,7 +35,7 @@ def _checked_key(key: str, s3_uri: str) -> str:
     if not key:
         raise URIParseError(f"URI has no object key: {s3_uri!r}", uri=s3_uri)
     try:
-        return validate_key(key)
+        return normalize_key(key)
     except InvalidInputError as exc:
         raise URIParseError(f"{exc.detail} (in URI {s3_uri!r})", uri=s3_uri) from exc
 
@@ -43,19 +45,18 @@ def _collapse(key: str) -> str:
 
 
 def encode_uri(logic_bucket: str, object_name: str) -> str:
-    """Build ``s3://bucket/key``; leading and trailing slashes of the key are dropped.
+    """Build ``s3://bucket/key``, the key in NFC; its outer slashes are dropped.
 
     Raises:
         URIParseError: the bucket or key is invalid.
     """
     uri = f"{SCHEME}{logic_bucket}/{(object_name or '').strip('/')}"
-    _, key = _split(uri)
-    _checked_key(key, uri)
-    return uri
+    bucket, key = _split(uri)
+    return f"{SCHEME}{bucket}/{_checked_key(key, uri)}"
 
 
 def decode_uri(s3_uri: str) -> tuple[str, str]:
-    """Split ``s3://bucket/key`` into ``(bucket, key)``.
+    """Split ``s3://bucket/key`` into ``(bucket, key)``, the key in NFC.
 
     Raises:
         URIParseError: not an S3 URI, invalid bucket name, or unsafe/missing key.

@@ -5,7 +5,10 @@ import pytest
 from refstore.errors import InvalidBucketNameError, InvalidKeyError
 from refstore.keys import (
     build_object_key,
+    nfc,
+    normalize_key,
     normalize_path,
+    unquote_strict,
     validate_bucket_name,
     validate_key,
     validate_prefix,
@@ -20,6 +23,27 @@ def test_paths_are_normalised():
     assert build_object_key("a.txt", "/tenant-a//docs/") == "tenant-a/docs/a.txt"
     decomposed = "cafe\u0301"
     assert normalize_path(decomposed) == "caf\u00e9"
+
+
+def test_keys_built_or_given_are_nfc():
+    assert build_object_key("cafe\u0301.txt", "nin\u0303o") == "ni\u00f1o/caf\u00e9.txt"
+    assert normalize_key("a/cafe\u0301") == "a/caf\u00e9" == nfc("a/cafe\u0301")
+    assert build_object_key("x.e\u0301").endswith(".\u00e9")  # a generated key's extension
+    with pytest.raises(InvalidKeyError):
+        normalize_key("a/./b")
+
+
+@pytest.mark.parametrize(
+    "escaped", ["x%ff", "x%c0%ae", "x%ed%a0%80", "x%e2%82", "x%f8%88%80%80%80"]
+)
+def test_strict_unquoting_refuses_escapes_that_are_not_utf8(escaped):
+    with pytest.raises(InvalidKeyError, match="not valid UTF-8"):
+        unquote_strict(escaped.encode())
+
+
+def test_strict_unquoting_keeps_valid_utf8_and_an_encoded_replacement_character():
+    assert unquote_strict(b"/files/b/caf%C3%A9%20%EF%BF%BD") == "/files/b/caf\u00e9 \ufffd"
+    assert unquote_strict(b"a+b") == "a+b"  # a path: '+' is itself
 
 
 def test_without_path_the_key_is_dated_uuid_with_extension():

@@ -90,3 +90,16 @@ def test_join_and_parent():
 def test_parse_filename():
     assert parse_filename("a/b/c.txt") == ("a/b", "c.txt")
     assert parse_filename("c.txt") == ("", "c.txt")
+
+
+def test_keys_of_uris_are_nfc_whichever_spelling_is_given():
+    composed, decomposed = "s3://bucket/caf\u00e9/x", "s3://bucket/cafe\u0301/x"
+    assert encode_uri("bucket", "cafe\u0301/x") == composed
+    assert decode_uri(decomposed) == ("bucket", "caf\u00e9/x")
+    assert normalize_uri("s3://bucket//cafe\u0301/x/") == composed
+    assert join_uri("s3://bucket/cafe\u0301", "x") == composed
+    assert get_object_name_from_uri(decomposed) == "caf\u00e9/x"
+
+
+def test_a_replacement_character_is_a_key_character_like_any_other():
+    assert decode_uri("s3://bucket/x\ufffd") == ("bucket", "x\ufffd")

@@ -7,7 +7,7 @@ import logging
 import mimetypes
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Body, FastAPI, Query, Request
 from fastapi.responses import Response
@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.requests import ClientDisconnect
 
 from .. import errors
-from ..keys import build_object_key
+from ..keys import build_object_key, nfc, unquote_strict
 from ..uri import decode_uri, encode_uri
 from .auth import Principal
 from .models import (
@@ -73,6 +73,44 @@ def parse_bool(value: str) -> bool | None:
         return _BOOLEAN.validate_python(value)
     except ValidationError:
         return None
+
+
+def exact_path_key(request: Request, key: str) -> str:
+    """The key of a ``/files/{bucket}/{key}`` request as the client sent it, in NFC.
+
+    The server decodes the path leniently (U+FFFD for what is not UTF-8), and the
+    router takes ``key`` from that; the raw path must decode strictly, and then both
+    decodings agree. A server that gives no raw path cannot show that a U+FFFD was
+    sent, so such a key is refused there.
+
+    Raises:
+        InvalidKeyError: the path's escapes are not UTF-8.
+    """
+    raw = request.scope.get("raw_path")
+    if raw is not None:
+        unquote_strict(raw.partition(b"?")[0])
+    elif "\ufffd" in key:
+        raise errors.InvalidKeyError(f"U+FFFD in a key this server cannot verify: {key!r}")
+    return nfc(key)  # checked where its URI is built
+
+
+def require_exact_query(request: Request, name: str) -> None:
+    """Refuse a request whose query parameter ``name`` does not decode strictly as UTF-8
+    (Starlette, like the fast routes, reads query values leniently, with U+FFFD).
+
+    Raises:
+        InvalidKeyError: the parameter's escapes are not UTF-8.
+    """
+    query = request.scope["query_string"].decode("latin-1")
+    for field, value in parse_qsl(query, keep_blank_values=True, encoding="latin-1"):
+        if field != name:
+            continue
+        try:
+            value.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            shown = value[:64].encode("latin-1").decode("ascii", "backslashreplace")
+            message = f"{name}: percent-escapes are not valid UTF-8: {shown!r}"
+            raise errors.InvalidKeyError(message) from exc
 
 
 def _upload_target(
@@ -220,7 +258,9 @@ async def upload_raw(
     principal: ObjectPrincipalDep,
     use_logical_uri: bool = False,
 ) -> UploadResponse:
-    """The body is streamed to `s3://{bucket}/{key}`; `Content-Type` is stored with it."""
+    """The body is streamed to `s3://{bucket}/{key}`; `Content-Type` is stored with it.
+    The key must be UTF-8 (else 400 `invalid_key`) and is stored in Unicode NFC."""
+    key = exact_path_key(request, key)
     uri = encode_uri(bucket, key)
     principal.require(Action.write, bucket, key, gateway.mapping)
     info = await receive_raw(gateway, request, uri)
@@ -258,6 +298,7 @@ async def download(
     principal: ObjectPrincipalDep,
     uri: Annotated[str, Query(description="s3://bucket/key")],
 ) -> Response:
+    require_exact_query(request, "uri")
     bucket, key = decode_uri(uri)
     return await read_object(gateway, principal, request, bucket, key)
 
@@ -271,7 +312,7 @@ async def download(
 async def download_path(
     bucket: str, key: str, request: Request, gateway: GatewayDep, principal: ObjectPrincipalDep
 ) -> Response:
-    return await read_object(gateway, principal, request, bucket, key)
+    return await read_object(gateway, principal, request, bucket, exact_path_key(request, key))
 
 
 async def read_object(
@@ -297,6 +338,7 @@ async def presigned_url(
     expiry_seconds: Annotated[int | None, Query(description="1 s .. 7 days")] = None,
     method: Annotated[str, Query(description="GET or PUT")] = "GET",
 ) -> PresignedURLResponse:
+    require_exact_query(request, "uri")
     bucket, key = decode_uri(uri)
     principal.require(Action.presign, bucket, key, gateway.mapping)
     action = Action.write if method.upper() == "PUT" else Action.read
@@ -317,10 +359,12 @@ async def presigned_url(
     responses=_errors(*COMMON),
 )
 async def file_info(
+    request: Request,
     gateway: GatewayDep,
     principal: ObjectPrincipalDep,
     uri: Annotated[str, Query(description="s3://bucket/key")],
 ) -> FileInfoResponse:
+    require_exact_query(request, "uri")
     _authorize_uri(gateway, principal, Action.read, uri)
     try:
         info = await gateway.store.get_file_info(uri)
