@@ -11,16 +11,23 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from ..errors import InvalidInputError, InvalidRangeError, ObjectTooLargeError
+from ..errors import InvalidInputError, InvalidKeyError, InvalidRangeError, ObjectTooLargeError
 
 CHUNK = 1024 * 1024
 QUEUE_DEPTH = 4
 MAX_FIELD_BYTES = 64 * 1024
+# Limits of a multipart form (to become ServerSection settings): parts in all (fields and
+# the file), and the bytes of one part's headers.
+MAX_FORM_PARTS = 64
+MAX_PART_HEADER_BYTES = 16 * 1024
+KEY_FIELDS = frozenset({"path"})
+"""Form fields that become part of an object key: one that is not UTF-8 is ``invalid_key``."""
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -171,6 +178,64 @@ class _Pipe:
             yield item
 
 
+# One `; key=value` parameter of a header: a quoted string or a token. In a quoted string
+# only \" and \\ are escapes: browsers send other backslashes as they are (a\b.txt).
+_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.ASCII)
+_ESCAPE = re.compile(r'\\([\\"])')
+
+
+def _utf8(raw: bytes, what: str, error: type[InvalidInputError] = InvalidInputError) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{what} is not valid UTF-8: {raw!r}") from None
+
+
+def _extended_value(value: str) -> str:
+    """An RFC 8187 ``charset'language'percent-encoded`` value, decoded exactly.
+
+    Raises:
+        InvalidKeyError: a charset other than UTF-8 or ISO-8859-1, or bytes not in it.
+    """
+    charset, _, rest = value.partition("'")
+    _, _, encoded = rest.partition("'")
+    raw = unquote_to_bytes(encoded)
+    if charset.lower() == "iso-8859-1":
+        return raw.decode("latin-1")
+    if charset.lower() != "utf-8":
+        raise InvalidKeyError(f"filename* charset {charset!r} is neither UTF-8 nor ISO-8859-1")
+    return _utf8(raw, "the filename", InvalidKeyError)
+
+
+def parse_disposition(header: bytes) -> tuple[str, str | None]:
+    """(field name, filename) of a part's ``Content-Disposition: form-data`` header.
+
+    ``filename*=`` (RFC 6266/8187) wins over ``filename=``; names decode exactly.
+
+    Raises:
+        InvalidInputError: not form-data, no name, or a name that is not UTF-8.
+        InvalidKeyError: the filename is not valid UTF-8 (or not in its declared charset).
+    """
+    text = header.decode("latin-1")
+    kind, semicolon, rest = text.partition(";")
+    if kind.strip().lower() != "form-data":
+        raise InvalidInputError("each form part needs a 'Content-Disposition: form-data' header")
+    params: dict[str, str] = {}
+    for key, value in _PARAM.findall(semicolon + rest):
+        if value.startswith('"'):
+            value = _ESCAPE.sub(r"\1", value[1:-1])
+        params.setdefault(key.lower(), value.strip())
+    if "name" not in params:
+        raise InvalidInputError("a form part has no name")
+    name = _utf8(params["name"].encode("latin-1"), "a form field name")
+    filename: str | None = None
+    if "filename*" in params:
+        filename = _extended_value(params["filename*"])
+    elif "filename" in params:
+        filename = _utf8(params["filename"].encode("latin-1"), "the filename", InvalidKeyError)
+    return name, filename
+
+
 @dataclass
 class _Part:
     headers: dict[str, str] = field(default_factory=dict)
@@ -193,7 +258,11 @@ async def stream_multipart(
         (all text fields, the result of ``on_file``).
 
     Raises:
-        InvalidInputError: not multipart, or no file part.
+        InvalidInputError: not multipart, malformed (parser error, a part without a
+            form-data name, a field name or value not UTF-8, no closing boundary), more than
+            :data:`MAX_FORM_PARTS` parts or :data:`MAX_PART_HEADER_BYTES` of part headers,
+            no file part or more than one.
+        InvalidKeyError: the filename or a :data:`KEY_FIELDS` field is not valid UTF-8.
         ObjectTooLargeError: the file passed the cap (the upload is aborted).
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
@@ -205,21 +274,38 @@ async def stream_multipart(
     header_name = bytearray()
     header_value = bytearray()
 
+    header_bytes = 0
+
+    def count_header(n: int) -> None:
+        nonlocal header_bytes
+        header_bytes += n
+        if header_bytes > MAX_PART_HEADER_BYTES:
+            raise InvalidInputError(
+                f"the headers of a form part exceed {MAX_PART_HEADER_BYTES} bytes"
+            )
+
+    def on_part_begin() -> None:
+        nonlocal header_bytes
+        header_bytes = 0
+        events.append(("begin", None))
+
     def on_header_field(data: bytes, start: int, end: int) -> None:
+        count_header(end - start)
         header_name.extend(data[start:end])
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
+        count_header(end - start)
         header_value.extend(data[start:end])
 
     def on_header_end() -> None:
-        # Latin-1 keeps the raw bytes; python-multipart re-encodes them when parsing options.
+        # Latin-1 keeps the raw bytes; parse_disposition decodes them exactly.
         name, value = header_name.decode("latin-1").lower(), header_value.decode("latin-1")
         events.append(("header", (name, value)))
         header_name.clear()
         header_value.clear()
 
     callbacks: Any = {
-        "on_part_begin": lambda: events.append(("begin", None)),
+        "on_part_begin": on_part_begin,
         "on_header_field": on_header_field,
         "on_header_value": on_header_value,
         "on_header_end": on_header_end,
@@ -233,21 +319,25 @@ async def stream_multipart(
     pipe: _Pipe | None = None
     upload: asyncio.Task[Any] | None = None
     result: Any = None
+    parts = 0
     try:
         async for chunk in request.stream():
-            parser.write(chunk)
+            _feed(parser, chunk)
             for kind, value in events:
                 if kind == "begin":
                     part = _Part()
+                    parts += 1
+                    if parts > MAX_FORM_PARTS:
+                        raise InvalidInputError(f"the form has more than {MAX_FORM_PARTS} parts")
                 elif kind == "header":
                     part.headers[value[0]] = value[1]
                 elif kind == "headers_done":
-                    _, options = parse_options_header(part.headers.get("content-disposition", ""))
-                    part.name = options.get(b"name", b"").decode()
-                    raw_filename = options.get(b"filename")
-                    part.filename = raw_filename.decode() if raw_filename is not None else None
+                    disposition = part.headers.get("content-disposition", "")
+                    part.name, part.filename = parse_disposition(disposition.encode("latin-1"))
                     part.content_type = part.headers.get("content-type", "")
-                    if part.name == file_field and upload is None:
+                    if part.name == file_field and upload is not None:
+                        raise InvalidInputError(f"only one {file_field!r} part is accepted")
+                    if part.name == file_field:
                         pipe = _Pipe()
                         upload = asyncio.ensure_future(
                             on_file(
@@ -268,10 +358,14 @@ async def stream_multipart(
                 elif kind == "end":
                     if part.name == file_field and pipe is not None:
                         await pipe.close()
-                    elif part.name:
-                        fields[part.name] = part.data.decode("utf-8", "replace")
+                    else:
+                        error = InvalidKeyError if part.name in KEY_FIELDS else InvalidInputError
+                        what = f"form field {part.name!r}"
+                        fields[part.name] = _utf8(bytes(part.data), what, error)
             events.clear()
         parser.finalize()
+        if parser.state != MultipartState.END:
+            raise InvalidInputError("the multipart body ends before its closing boundary")
         if upload is None:
             raise InvalidInputError(f"the form has no {file_field!r} file part")
         result = await upload
@@ -281,6 +375,13 @@ async def stream_multipart(
             await asyncio.gather(upload, return_exceptions=True)
         raise
     return fields, result
+
+
+def _feed(parser: MultipartParser, chunk: bytes) -> None:
+    try:
+        parser.write(chunk)
+    except MultipartParseError as exc:
+        raise InvalidInputError(f"malformed multipart body: {exc}") from None
 
 
 async def _write_or_fail(pipe: _Pipe, upload: asyncio.Task[Any] | None, data: bytes) -> None:
