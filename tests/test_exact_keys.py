@@ -10,13 +10,17 @@ In process on the local backend, through the fast routes and the declared routes
 
 from __future__ import annotations
 
+import contextlib
 import io
 import unicodedata
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from minio import Minio
+from servers import MinioServer
 from test_fast_routes import LOGICAL, PHYSICAL, InProcessGateway, in_process, settings_for
 
 from refstore import RefStore, keys
@@ -175,3 +179,37 @@ def test_keys_are_normalised_to_nfc() -> None:
     assert keys.normalize_key(f"a/{NFD}") == f"a/{NFC}"
     with pytest.raises(InvalidKeyError):
         keys.normalize_key("a/../b")
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+def test_on_minio_keys_are_exact_and_nfc(
+    minio_server: MinioServer, tmp_path: Path, routes: str
+) -> None:
+    """The same, briefly, on real MinIO: what is stored is read back through MinIO itself."""
+    bucket = f"exact-{uuid.uuid4().hex[:12]}"
+    minio = minio_server.config()["minio"]
+    settings = settings_for(
+        tmp_path, local=None, minio=minio, default_bucket=bucket, bucket_map={LOGICAL: bucket}
+    )
+    with in_process(settings) as gateway, contextlib.ExitStack() as stack:
+        if routes == "declared":
+            stack.enter_context(gateway.declared_routes_only())
+        for key in NOT_UTF8:
+            assert_invalid_key(gateway.request("PUT", f"/files/{LOGICAL}/{key}", content=b"x")[0])
+            assert_invalid_key(gateway.request("GET", f"/download?uri=s3://{bucket}/{key}")[0])
+        put = gateway.request("PUT", f"/files/{LOGICAL}/x%EF%BF%BD", content=b"fffd")[0]
+        assert put.status_code == 200, put.text
+        put = gateway.request("PUT", f"/files/{LOGICAL}/dir/{NFD}", content=b"raw")[0]
+        assert put.json()["uri"] == f"s3://{bucket}/dir/{NFC}"
+        form, _ = gateway.request(
+            "POST",
+            "/upload",
+            data={"logic_bucket": LOGICAL, "path": "dir"},
+            files={"file": (NFD, b"form")},
+        )
+        assert form.json()["uri"] == f"s3://{bucket}/dir/{NFC}"
+        with RefStore({**minio_server.config(), "default_bucket": bucket}) as store:
+            assert store.download_file(f"s3://{bucket}/dir/{NFD}") == b"form"
+        client = Minio(minio["endpoint"], minio["access_key"], minio["secret_key"], secure=False)
+        stored = sorted(o.object_name for o in client.list_objects(bucket, recursive=True))
+        assert stored == [f"dir/{NFC}", "x\ufffd"]
