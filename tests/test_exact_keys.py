@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
+import subprocess
+import sys
 import unicodedata
 import uuid
 from collections.abc import Iterator
@@ -213,3 +217,25 @@ def test_on_minio_keys_are_exact_and_nfc(
         client = Minio(minio["endpoint"], minio["access_key"], minio["secret_key"], secure=False)
         stored = sorted(o.object_name for o in client.list_objects(bucket, recursive=True))
         assert stored == [f"dir/{NFC}", "x\ufffd"]
+
+
+def test_the_cli_uploads_a_file_named_in_nfd_under_its_nfc_key(root: Path, tmp_path: Path) -> None:
+    config = tmp_path / "refstore.yaml"
+    config.write_text(json.dumps({"local": {"root": str(root)}, "default_bucket": PHYSICAL}))
+    source = tmp_path / "source" / NFD
+    source.parent.mkdir()
+    source.write_bytes(b"cli")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFSTORE_")}
+    command = [sys.executable, "-m", "refstore.cli", "--config", str(config), "upload"]
+    for target in (f"s3://{PHYSICAL}/dir/", f"s3://{PHYSICAL}/other/{NFD}"):
+        subprocess.run(
+            [*command, str(source), target],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+    with RefStore({"local": {"root": str(root)}, "default_bucket": PHYSICAL}) as store:
+        listed = sorted(entry["object_name"] for entry in store.list_files())
+        assert listed == [f"dir/{NFC}", f"other/{NFC}"]
+        assert store.download_file(f"s3://{PHYSICAL}/dir/{NFD}") == b"cli"
