@@ -156,6 +156,9 @@ def normalize_path(path: str | None) -> str:
 def validate_prefix(prefix: str) -> str:
     """Check a listing prefix: like a key, but may be empty or end mid-segment or with '/'.
 
+    Returns:
+        The prefix in NFC, the form of every key, so that it finds what it spells.
+
     Raises:
         InvalidKeyError: a '.' or '..' segment, a backslash or a control character.
     """
@@ -168,7 +171,7 @@ def validate_prefix(prefix: str) -> str:
         raise InvalidKeyError(f"'.' and '..' segments are not allowed: {prefix!r}", key=prefix)
     if "" in segments[:-1]:
         raise InvalidKeyError(f"empty path segment in prefix {prefix!r}", key=prefix)
-    return prefix
+    return nfc(prefix)
 
 
 def normalize_filename(filename: str | None) -> str:

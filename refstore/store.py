@@ -665,7 +665,7 @@ class RefStore:
             BucketNotFoundError: no such bucket.
         """
         logic_bucket = logic_bucket or self.default_bucket
-        validate_prefix(prefix)
+        prefix = validate_prefix(prefix)
         snapshot = self.mapping.current
         physical = validate_bucket_name(snapshot.physical(logic_bucket))
         listed: ListedObject

@@ -239,3 +239,27 @@ def test_the_cli_uploads_a_file_named_in_nfd_under_its_nfc_key(root: Path, tmp_p
         listed = sorted(entry["object_name"] for entry in store.list_files())
         assert listed == [f"dir/{NFC}", f"other/{NFC}"]
         assert store.download_file(f"s3://{PHYSICAL}/dir/{NFD}") == b"cli"
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+def test_a_listing_prefix_finds_the_name_it_spells_in_either_form(
+    tmp_path: Path, form: str
+) -> None:
+    folder = unicodedata.normalize("NFC", "año")
+    with RefStore({"local": {"root": str(tmp_path)}}) as store:
+        store.upload_file(b"x", "a.txt", path=folder)
+        listed = store.list_files(prefix=unicodedata.normalize(form, folder))
+    assert [item["object_name"] for item in listed] == [f"{folder}/a.txt"]
+
+
+def test_a_local_presigned_link_for_a_key_that_is_not_utf8_is_refused(root: Path) -> None:
+    with in_process(settings_for(root)) as gateway:
+        answer, _ = gateway.request(
+            "GET", "/presigned-url", params={"uri": f"s3://{LOGICAL}/mine/a.txt", "method": "PUT"}
+        )
+        path, _, query = answer.json()["url"].partition("?")
+        signed, _ = gateway.request("PUT", f"{path}?{query}", token=None, content=b"x")
+        assert signed.status_code == 200, signed.text
+        forged = path.rsplit("/", 1)[0] + "/a%ff.txt?" + query
+        refused, _ = gateway.request("PUT", forged, token=None, content=b"y")
+        assert_invalid_key(refused)

@@ -12,7 +12,7 @@ from .. import __version__
 from ..uri import encode_uri
 from .models import HealthResponse, ReadyResponse, UploadResponse
 from .responses import object_response
-from .routes_files import _errors, receive_raw, uploaded
+from .routes_files import _errors, exact_path_key, receive_raw, uploaded
 from .state import AWAITING_MAPPING, GatewayDep
 
 router = APIRouter(tags=["service"])
@@ -97,7 +97,7 @@ async def presigned_get(
     signature: LinkQuery,
     method: LinkQuery = "GET",
 ) -> Response:
-    uri = _verify(gateway, "GET", bucket, key, expires, signature)
+    uri = _verify(gateway, "GET", bucket, exact_path_key(request, key), expires, signature)
     return await object_response(gateway, uri, request)
 
 
@@ -116,6 +116,6 @@ async def presigned_put(
     signature: LinkQuery,
     method: LinkQuery = "PUT",
 ) -> UploadResponse:
-    uri = _verify(gateway, "PUT", bucket, key, expires, signature)
+    uri = _verify(gateway, "PUT", bucket, exact_path_key(request, key), expires, signature)
     info = await receive_raw(gateway, request, uri)
     return uploaded(uri, info.size)
