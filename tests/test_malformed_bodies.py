@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ import pytest
 from gateway_process import ADMIN_TOKEN, GatewayProcess
 
 from refstore.web import GatewaySettings, create_app
-from refstore.web.transfer import MAX_FORM_PARTS, parse_disposition
+from refstore.web.settings import ServerSection
+from refstore.web.transfer import parse_disposition
+
+MAX_FORM_PARTS = ServerSection().max_form_parts
 
 BUCKET = "malformed"
 BOUNDARY = "b0undary"
@@ -54,11 +58,17 @@ class Gateway:
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    root = tmp_path / "store"
+    with running_gateway(tmp_path / "store") as running:
+        yield running
+
+
+@contextmanager
+def running_gateway(root: Path, **server: int) -> Iterator[Gateway]:
     settings = GatewaySettings(
         local={"root": str(root)},
         default_bucket=BUCKET,
         auth={"mode": "keys", "admin_tokens": [ADMIN_TOKEN]},
+        server=server,
     )
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -146,6 +156,30 @@ def test_each_malformed_form_is_a_400_and_stores_nothing(gateway: Gateway, case:
     assert response.json()["code"] == code, response.json()
     assert isinstance(response.json()["detail"], str)
     assert gateway.stored() == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "body"),
+    [
+        ("max_form_parts", 3, form(part(b'name="a"'), part(b'name="b"'), part(b'name="c"'), FILE)),
+        ("max_form_field_bytes", 10, form(part(b'name="path"', b"p" * 11), FILE)),
+        (
+            "max_form_header_bytes",
+            200,
+            form(part(b'name="file"; filename="a.txt"', extra=b"X-Pad: " + b"p" * 200 + b"\r\n")),
+        ),
+    ],
+)
+def test_the_form_limits_are_the_servers_settings(
+    tmp_path: Path, setting: str, value: int, body: bytes
+) -> None:
+    with running_gateway(tmp_path / "store", **{setting: value}) as limited:
+        refused = limited.upload(body)
+        assert refused.status_code == 400, refused.text
+        assert str(value) in refused.json()["detail"]
+        assert limited.stored() == []
+    with running_gateway(tmp_path / "store") as default:
+        assert default.upload(body).status_code == 200
 
 
 def test_a_form_at_the_cap_of_parts_is_accepted(gateway: Gateway) -> None:

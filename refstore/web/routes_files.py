@@ -221,7 +221,7 @@ async def upload(
 
     try:
         fields, (early, filename, bucket, key, info) = await stream_multipart(
-            request, BodyCounter(limit), on_file
+            request, BodyCounter(limit), on_file, gateway.settings.server
         )
         final_bucket = fields.get("logic_bucket") or gateway.settings.default_bucket
         if final_bucket != bucket or fields.get("path") != early.get("path"):

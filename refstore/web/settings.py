@@ -101,6 +101,15 @@ class AuthSection(BaseModel):
 
 class ServerSection(BaseModel):
     max_upload_bytes: int = Field(5 * GiB, gt=0, description="Largest accepted upload body")
+    max_form_parts: int = Field(
+        64, gt=0, description="Most parts (text fields and the file) of an upload form"
+    )
+    max_form_header_bytes: int = Field(
+        16 * 1024, gt=0, description="Largest headers of one part of an upload form"
+    )
+    max_form_field_bytes: int = Field(
+        64 * 1024, gt=0, description="Largest text field of an upload form"
+    )
     storage_threads: int | None = Field(
         None, gt=0, description="Threads for backend calls (default: max_concurrency)"
     )

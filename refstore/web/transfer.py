@@ -18,14 +18,10 @@ from python_multipart.multipart import MultipartParser, MultipartState, parse_op
 from starlette.requests import ClientDisconnect, Request
 
 from ..errors import InvalidInputError, InvalidKeyError, InvalidRangeError, ObjectTooLargeError
+from .settings import ServerSection
 
 CHUNK = 1024 * 1024
 QUEUE_DEPTH = 4
-MAX_FIELD_BYTES = 64 * 1024
-# Limits of a multipart form (to become ServerSection settings): parts in all (fields and
-# the file), and the bytes of one part's headers.
-MAX_FORM_PARTS = 64
-MAX_PART_HEADER_BYTES = 16 * 1024
 KEY_FIELDS = frozenset({"path"})
 """Form fields that become part of an object key: one that is not UTF-8 is ``invalid_key``."""
 
@@ -250,7 +246,11 @@ FileHandler = Callable[[dict[str, str], str, str, AsyncIterator[bytes]], Awaitab
 
 
 async def stream_multipart(
-    request: Request, counter: BodyCounter, on_file: FileHandler, file_field: str = "file"
+    request: Request,
+    counter: BodyCounter,
+    on_file: FileHandler,
+    limits: ServerSection,
+    file_field: str = "file",
 ) -> tuple[dict[str, str], Any]:
     """Parse a multipart/form-data body, streaming the ``file`` part into ``on_file``.
 
@@ -260,7 +260,8 @@ async def stream_multipart(
     Raises:
         InvalidInputError: not multipart, malformed (parser error, a part without a
             form-data name, a field name or value not UTF-8, no closing boundary), more than
-            :data:`MAX_FORM_PARTS` parts or :data:`MAX_PART_HEADER_BYTES` of part headers,
+            ``limits.max_form_parts`` parts, a part's headers or a text field over
+            ``limits.max_form_header_bytes`` / ``max_form_field_bytes``,
             no file part or more than one.
         InvalidKeyError: the filename or a :data:`KEY_FIELDS` field is not valid UTF-8.
         ObjectTooLargeError: the file passed the cap (the upload is aborted).
@@ -279,9 +280,9 @@ async def stream_multipart(
     def count_header(n: int) -> None:
         nonlocal header_bytes
         header_bytes += n
-        if header_bytes > MAX_PART_HEADER_BYTES:
+        if header_bytes > limits.max_form_header_bytes:
             raise InvalidInputError(
-                f"the headers of a form part exceed {MAX_PART_HEADER_BYTES} bytes"
+                f"the headers of a form part exceed {limits.max_form_header_bytes} bytes"
             )
 
     def on_part_begin() -> None:
@@ -327,8 +328,10 @@ async def stream_multipart(
                 if kind == "begin":
                     part = _Part()
                     parts += 1
-                    if parts > MAX_FORM_PARTS:
-                        raise InvalidInputError(f"the form has more than {MAX_FORM_PARTS} parts")
+                    if parts > limits.max_form_parts:
+                        raise InvalidInputError(
+                            f"the form has more than {limits.max_form_parts} parts"
+                        )
                 elif kind == "header":
                     part.headers[value[0]] = value[1]
                 elif kind == "headers_done":
@@ -353,8 +356,11 @@ async def stream_multipart(
                         await _write_or_fail(pipe, upload, value)
                     else:
                         part.data += value
-                        if len(part.data) > MAX_FIELD_BYTES:
-                            raise InvalidInputError(f"form field {part.name!r} is too long")
+                        if len(part.data) > limits.max_form_field_bytes:
+                            raise InvalidInputError(
+                                f"form field {part.name!r} is longer than "
+                                f"{limits.max_form_field_bytes} bytes"
+                            )
                 elif kind == "end":
                     if part.name == file_field and pipe is not None:
                         await pipe.close()
