@@ -34,6 +34,8 @@ from .keys import validate_bucket_name
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+DEFAULT_LOCAL_ROOT = "./refstore-data"
+"""Where the embedded local backend keeps its files when nothing else is configured."""
 BUCKET_NAME_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 SECRET_FIELDS = frozenset({"secret_key", "secret"})
 

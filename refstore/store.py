@@ -20,7 +20,7 @@ from .backends import Backend, ListedObject, ObjectInfo, ObjectStream, create_ba
 from .backends.base import CHUNK_SIZE
 from .backends.local import LocalBackend
 from .buckets import BucketManager
-from .config import MAX_PRESIGN_SECONDS, StoreConfig
+from .config import DEFAULT_LOCAL_ROOT, MAX_PRESIGN_SECONDS, StoreConfig
 from .keys import build_object_key, validate_bucket_name, validate_prefix
 from .mapping import BucketMap, MappingHolder, MappingVersion
 from .progress import ProgressCallback
@@ -33,7 +33,6 @@ T = TypeVar("T")
 UploadData = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
 """What ``upload_file`` accepts: bytes, a readable binary stream, or an iterable of chunks."""
 
-DEFAULT_LOCAL_ROOT = "./refstore-data"
 PRESIGN_METHODS = ("GET", "PUT")
 
 

@@ -23,11 +23,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from ..config import StoreConfig, UrlFetchSettings, config_error
+from ..config import DEFAULT_LOCAL_ROOT, StoreConfig, UrlFetchSettings, config_error
 from ..errors import ConfigError
 
 CONFIG_ENV = "REFSTORE_CONFIG"
-DEFAULT_LOCAL_ROOT = "./refstore-data"
 GiB = 1024**3
 SERVICE_SECTIONS = frozenset({"auth", "server", "bucket_mapping_source"})
 """What the gateway's settings add to the library's config."""
