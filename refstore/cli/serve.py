@@ -85,7 +85,6 @@ def serve_command(args: argparse.Namespace) -> int:
     from ..web.settings import CONFIG_ENV, load_settings
 
     configure_json_logging(getattr(logging, args.log_level.upper()))
-    log = logging.getLogger("refstore.cli")
     config_file = os.path.abspath(args.config) if args.config else None
     try:
         settings = load_settings(config_file)
@@ -96,20 +95,17 @@ def serve_command(args: argparse.Namespace) -> int:
     if settings.auth.mode == "keys" and not (
         settings.auth.all_admin_tokens() or settings.auth.all_api_keys()
     ):
-        generated_token = token = secrets.token_urlsafe(24)
-        auth = settings.auth.model_copy(update={"admin_tokens": [SecretStr(token)]})
+        generated_token = secrets.token_urlsafe(24)
+        auth = settings.auth.model_copy(update={"admin_tokens": [SecretStr(generated_token)]})
         settings = settings.model_copy(update={"auth": auth})
         print(
             f"No admin token or API key is configured; generated an admin token for this run:\n"
             f"  export REFSTORE_GATEWAY_URL=http://{args.host}:{args.port}"
-            f" REFSTORE_API_KEY={token}\n"
+            f" REFSTORE_API_KEY={generated_token}\n"
             f"  refstore ls                # or any refstore command; see refstore --help\n"
             f'  curl -H "Authorization: Bearer $REFSTORE_API_KEY" http://{args.host}:{args.port}/list',
             file=sys.stderr,
         )
-    if settings.minio is None:
-        root = settings.local.root if settings.local else "./refstore-data"
-        log.info("no MinIO configured: serving the embedded local backend from %s", root)
     app: object = web_app
     if args.workers > 1:
         # Worker processes import the app anew and read their settings from the
