@@ -43,7 +43,9 @@ def test_serve_without_config_uses_local_storage_and_prints_a_token(tmp_path):
         )
     try:
         deadline = time.monotonic() + 30
-        while "Application startup complete" not in log.read_text():
+        # uvicorn says "running on" once its socket is bound; "Application startup
+        # complete" comes before that, too early to connect.
+        while "Uvicorn running on" not in log.read_text():
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
