@@ -189,6 +189,18 @@ class AsyncRefStore(_Threaded):
         """The synchronous store this one runs (same backend and mapping)."""
         return self._sync
 
+    def with_executor(self, executor: ThreadPoolExecutor) -> AsyncRefStore:
+        """A face on this same store (backend, mapping) whose calls run in ``executor``,
+        so that one kind of call can have threads of its own. ``executor`` stays the
+        caller's to shut down; closing either face closes the store."""
+        twin = object.__new__(AsyncRefStore)
+        twin._sync = self._sync
+        twin.max_concurrency = executor._max_workers
+        twin._owns_executor = False
+        twin._executor = executor
+        twin.bucket_manager = AsyncBucketManager(self._sync.bucket_manager, executor=executor)
+        return twin
+
     @property
     def settings(self) -> StoreConfig:
         return self._sync.settings

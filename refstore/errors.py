@@ -7,7 +7,9 @@ transient errors that retries repeat::
     RefStoreError                        502  anything else
     ├── ConfigError                      500  invalid configuration
     ├── ConnectionError             T    503  backend unreachable, timing out or busy
-    │                                         (also builtins.ConnectionError)
+    │   │                                     (also builtins.ConnectionError)
+    │   └── BusyError               T    503  the gateway is at capacity: refused unread
+    │       └── TooManyRequestsError T   429  this key has its share in flight: refused unread
     ├── NotFoundError                    404
     │   ├── ObjectNotFoundError          404  no such object (also builtins.FileNotFoundError)
     │   └── BucketNotFoundError          404  no such bucket
@@ -22,6 +24,7 @@ transient errors that retries repeat::
     │   └── AuthenticationError          401  credentials missing or wrong
     ├── ConflictError                    409  bucket not empty, stale mapping version...
     ├── ObjectTooLargeError              413  a size cap was exceeded
+    ├── RequestTimeoutError              408  the client sent its body too slowly
     └── SourceError                      502  the remote source of ``upload_from_url`` failed
 
 ``FileNotFoundError`` is exported as an alias of :class:`ObjectNotFoundError`
@@ -86,6 +89,20 @@ class ConnectionError(RefStoreError, builtins.ConnectionError):  # noqa: A001
     """The storage backend could not be reached (after retries) or timed out."""
 
     code = "backend_unavailable"
+
+
+class BusyError(ConnectionError):
+    """The gateway is at capacity and refused the request before doing anything: it is
+    safe to send again, even a write, after the answer's ``Retry-After``."""
+
+    code = "busy"
+
+
+class TooManyRequestsError(BusyError):
+    """The caller's key already has as many requests of this kind in flight as one key
+    may; refused before doing anything, like :class:`BusyError`."""
+
+    code = "too_many_requests"
 
 
 class NotFoundError(RefStoreError):
@@ -169,6 +186,13 @@ class ObjectTooLargeError(RefStoreError):
     code = "too_large"
 
 
+class RequestTimeoutError(RefStoreError):
+    """The client sent its request body too slowly (idle too long, or under the minimum
+    rate); nothing was stored."""
+
+    code = "request_timeout"
+
+
 class SourceError(RefStoreError):
     """The remote source of ``upload_from_url`` failed (status, timeout, deadline)."""
 
@@ -234,6 +258,8 @@ SPECS: tuple[ErrorSpec, ...] = (
         ),
         fallback_statuses=(502, 503, 504),
     ),
+    _spec(BusyError, 503, transient=True),
+    _spec(TooManyRequestsError, 429, transient=True, fallback_statuses=(429,)),
     _spec(NotFoundError, 404, fallback_statuses=(404,)),
     _spec(ObjectNotFoundError, 404, s3_codes=("NoSuchKey", "NoSuchObject")),
     _spec(BucketNotFoundError, 404, s3_codes=("NoSuchBucket",)),
@@ -267,6 +293,7 @@ SPECS: tuple[ErrorSpec, ...] = (
         fallback_statuses=(409,),
     ),
     _spec(ObjectTooLargeError, 413, s3_codes=("EntityTooLarge",), fallback_statuses=(413,)),
+    _spec(RequestTimeoutError, 408, transient=None, fallback_statuses=(408,)),
     _spec(SourceError, 502, transient=None),
 )
 """One entry per class of this module; a code, an S3 code or a fallback status names one class."""

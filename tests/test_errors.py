@@ -81,9 +81,15 @@ def test_a_subclass_defined_elsewhere_takes_its_nearest_registered_parent():
 
 
 def test_only_connection_errors_are_transient():
-    assert [spec.cls for spec in SPECS if spec.transient] == [errors.ConnectionError]
+    assert [spec.cls for spec in SPECS if spec.transient] == [
+        errors.ConnectionError,
+        errors.BusyError,
+        errors.TooManyRequestsError,
+    ]
+    assert all(issubclass(spec.cls, errors.ConnectionError) for spec in SPECS if spec.transient)
     assert [spec.cls for spec in SPECS if spec.transient is None] == [
         errors.RefStoreError,
+        errors.RequestTimeoutError,
         errors.SourceError,
     ]
 
@@ -169,10 +175,12 @@ def test_http_errors_of_the_framework_keep_their_codes():
         403: "permission_denied",
         404: "not_found",
         405: "method_not_allowed",
+        408: "request_timeout",
         409: "conflict",
         413: "too_large",
         416: "invalid_range",
         422: "validation_error",
+        429: "too_many_requests",
         503: "backend_unavailable",
     }
     assert {s: http_error_code(s) for s in range(400, 600)} == {

@@ -67,7 +67,7 @@ FACES = {
         AsyncRefStore,
         # The backend object is synchronous; the async face reaches it as ``.sync.backend``.
         sync_only={"backend"},
-        async_only={"sync", "run_blocking", "max_concurrency"},
+        async_only={"sync", "run_blocking", "max_concurrency", "with_executor"},
         no_io={
             "get_physical_bucket",
             "get_logical_bucket",

@@ -206,7 +206,10 @@ def test_the_gateway_runs_as_many_storage_threads_as_max_concurrency(clean_env, 
 
     gateway = asyncio.run(started_gateway())
     assert gateway.executor._max_workers == 2
-    assert gateway.store.settings.max_concurrency == 2
+    assert gateway.store.max_concurrency == 2
+    # Uploads run in a pool of their own, sized by the uploads admitted at once.
+    assert gateway.uploads.max_concurrency == settings.server.max_concurrent_uploads == 64
+    assert gateway.upload_executor is not gateway.executor
 
 
 def test_server_storage_threads_still_sets_the_pool_size(clean_env):

@@ -126,5 +126,8 @@ def serve_command(args: argparse.Namespace) -> int:
         access_log=False,
         log_level=args.log_level,
         timeout_keep_alive=args.keep_alive,
+        # After SIGTERM, requests still running past the grace are cancelled (an upload
+        # aborts, storing nothing), so a stalled client cannot keep the process alive.
+        timeout_graceful_shutdown=settings.server.shutdown_grace,
     )
     return 0

@@ -573,10 +573,9 @@ class AsyncGatewayClient(BaseGatewayClient):
                 if response.is_success:
                     return response
                 sent.rollback()
-                status = response.status_code
-                if not self._should_retry(call, attempt, status=status, sent=sent):
+                if not self._should_retry(call, attempt, answer=response, sent=sent):
                     raise error_from_response(response, call)
-                reason, wait = f"HTTP {status}", retry_after(response.headers)
+                reason, wait = f"HTTP {response.status_code}", retry_after(response.headers)
             delay = self._settings.retry.delay(attempt, wait)
             attempt += 1
             self._log_retry(call, attempt, reason, delay)

@@ -149,7 +149,8 @@ class Replay(enum.Enum):
     IDEMPOTENT = "idempotent"
     """On connection errors and 502/503/504 answers."""
     UNSENT = "unsent"
-    """Only when it never reached the server (connecting failed)."""
+    """Only when it never reached the server (connecting failed), or when the gateway
+    refused it unread for capacity (429, 503 ``busy``)."""
 
 
 @dataclass
@@ -543,7 +544,7 @@ class BaseGatewayClient:
         attempt: int,
         *,
         error: httpx.TransportError | None = None,
-        status: int | None = None,
+        answer: httpx.Response | None = None,
         sent: Transferred | None = None,
     ) -> bool:
         """Whether attempt number ``attempt`` (0-based) of ``call`` is worth repeating."""
@@ -561,6 +562,9 @@ class BaseGatewayClient:
                 # server answering early, e.g. 413, and closing can lose its answer).
                 return True
             return call.replay is Replay.IDEMPOTENT
+        if answer is not None and refused_unacted(answer):
+            return True
+        status = answer.status_code if answer is not None else None
         return call.replay is Replay.IDEMPOTENT and status in RETRY_STATUSES
 
     def _log_retry(self, call: Call, attempt: int, reason: str, delay: float) -> None:
@@ -582,6 +586,23 @@ def _download_headers(offset: int, length: int | None) -> dict[str, str]:
     if value is not None:
         headers["Range"] = value
     return headers
+
+
+REFUSED_CODES = frozenset({errors.BusyError.code, errors.TooManyRequestsError.code})
+
+
+def refused_unacted(answer: httpx.Response) -> bool:
+    """Whether the gateway refused the request before acting on it, for capacity (429, or
+    503 with code ``busy``): sending it again is safe even for a write that is not
+    idempotent. ``answer``'s body must have been read."""
+    if answer.status_code not in (429, 503):
+        return False
+    try:
+        body = answer.json()
+    except ValueError:
+        return answer.status_code == 429
+    code = body.get("code") if isinstance(body, dict) else None
+    return code in REFUSED_CODES or (answer.status_code == 429 and code is None)
 
 
 def _never_sent(error: httpx.TransportError) -> bool:

@@ -53,7 +53,7 @@ def refstore_error_response(exc: errors.RefStoreError) -> JSONResponse:
     status = spec.status
     headers: dict[str, str] = {}
     if spec.transient:
-        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        headers["Retry-After"] = str(exc.context.get("retry_after", RETRY_AFTER_SECONDS))
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 413 and not _drained(exc):
@@ -77,7 +77,7 @@ def answer_refstore_error(
     request: Request, operation: str, exc: errors.RefStoreError
 ) -> JSONResponse:
     """The error answer; a backend failure is also logged, counted and marks the backend down."""
-    if errors.http_status(exc) >= 500:
+    if errors.http_status(exc) >= 500 and not isinstance(exc, errors.BusyError):
         logger.warning("backend error on %s: %s", request.url.path, exc)
         gateway = getattr(request.app.state, "gateway", None)
         if gateway is not None:

@@ -53,6 +53,11 @@ class Metrics:
             "Object streams currently being sent to clients.",
             registry=self.registry,
         )
+        self.uploads_in_progress = Gauge(
+            "refstore_uploads_in_progress",
+            "Uploads admitted and not finished (each holds an upload thread).",
+            registry=self.registry,
+        )
         # Counted on every transfer: the children are looked up once (labels() costs more
         # than the increment), which also shows both directions from the start.
         self.bytes_in = self.transfer_bytes.labels("in")

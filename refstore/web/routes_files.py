@@ -32,7 +32,15 @@ from .models import (
 from .responses import object_response
 from .settings import Action
 from .state import Gateway, GatewayDep, ObjectPrincipalDep
-from .transfer import CHUNK, BodyCounter, check_declared_length, raw_body, stream_multipart
+from .transfer import (
+    CHUNK,
+    BodyCounter,
+    BodyPace,
+    check_declared_length,
+    pump,
+    raw_body,
+    stream_multipart,
+)
 
 logger = logging.getLogger("refstore.web")
 
@@ -44,16 +52,20 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "The key may not do this here (bucket, prefix or action out of scope)",
         404: "No such object or bucket",
         409: "Conflicts with the current state",
+        408: "The body came too slowly (server.body_idle_timeout, server.min_body_rate)",
         413: "Body larger than server.max_upload_bytes",
         416: "Range does not overlap the object",
         422: "Malformed request parameters",
+        429: "This key has as many uploads in flight as it may (see Retry-After)",
         502: "The remote source failed",
-        503: "Storage backend unreachable (see Retry-After)",
+        503: "Storage backend unreachable, or the gateway at capacity (see Retry-After)",
     }
     return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
 
 
 COMMON = (400, 401, 403, 422, 503)
+UPLOAD = (408, 409, 413, 429)
+"""What an upload may answer besides :data:`COMMON`."""
 
 router = APIRouter(tags=["files"])
 CLIENT_GONE = "the client disconnected before the upload finished"
@@ -172,7 +184,7 @@ def _guess_type(filename: str, given: str | None) -> str:
     "/upload",
     response_model=UploadResponse,
     summary="Upload a file (multipart form), streamed to storage",
-    responses=_errors(*COMMON, 409, 413),
+    responses=_errors(*COMMON, *UPLOAD),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -209,13 +221,20 @@ async def upload(
     fields first). Without `path` the key is `YYYY/MM/DD/<uuid><ext>`."""
     limit = gateway.settings.server.max_upload_bytes
     check_declared_length(request, limit)
+    with gateway.upload_slots.hold(principal.name):
+        return await _receive_form(request, gateway, principal, limit)
+
+
+async def _receive_form(
+    request: Request, gateway: Gateway, principal: Principal, limit: int
+) -> UploadResponse:
     staged: list[str] = []  # what the file part was written to; removed if the upload fails
 
     async def on_file(fields: dict[str, str], filename: str, content_type: str, chunks: Any) -> Any:
         logic_bucket = _staging_bucket(gateway, principal, fields.get("logic_bucket"))
         bucket, key = _upload_target(gateway, principal, logic_bucket, fields.get("path"), filename)
         uri = encode_uri(bucket, key)
-        info = await gateway.store.upload_to(uri, chunks, _guess_type(filename, content_type))
+        info = await gateway.uploads.upload_to(uri, chunks, _guess_type(filename, content_type))
         staged.append(uri)
         return fields, filename, bucket, key, info
 
@@ -248,7 +267,7 @@ async def upload(
     FILES_PATH,
     response_model=UploadResponse,
     summary="Upload the request body to an exact key (raw body, never touches disk)",
-    responses=_errors(*COMMON, 409, 413),
+    responses=_errors(*COMMON, *UPLOAD),
 )
 async def upload_raw(
     bucket: str,
@@ -263,25 +282,31 @@ async def upload_raw(
     key = exact_path_key(request, key)
     uri = encode_uri(bucket, key)
     principal.require(Action.write, bucket, key, gateway.mapping)
-    info = await receive_raw(gateway, request, uri)
+    info = await receive_raw(gateway, request, uri, principal.name)
     return uploaded(_result_uri(gateway, bucket, key, use_logical_uri), info.size)
 
 
-async def receive_raw(gateway: Gateway, request: Request, uri: str) -> Any:
-    """Stream a raw request body into ``uri``, enforcing the size cap."""
-    limit = gateway.settings.server.max_upload_bytes
-    declared = check_declared_length(request, limit)
+async def receive_raw(gateway: Gateway, request: Request, uri: str, holder: str) -> Any:
+    """Stream a raw request body into ``uri``, enforcing the size cap and the pace, in an
+    upload slot of ``holder`` (the principal's name)."""
+    server = gateway.settings.server
+    declared = check_declared_length(request, server.max_upload_bytes)
     content_type = _guess_type(uri, request.headers.get("content-type"))
-    try:
-        chunks = raw_body(request, BodyCounter(limit))
-        body: AsyncIterator[bytes] | bytes = chunks
-        if declared is not None and declared <= CHUNK:
-            # A body of one chunk at most is gathered here, as raw_body would do
-            # anyway: the worker thread then needs no trip back to the event loop.
-            body = b"".join([chunk async for chunk in chunks])
-        info = await gateway.store.upload_to(uri, body, content_type, length=declared)
-    except ClientDisconnect:
-        raise errors.InvalidInputError(CLIENT_GONE) from None
+
+    async def store(body: AsyncIterator[bytes] | bytes) -> Any:
+        return await gateway.uploads.upload_to(uri, body, content_type, length=declared)
+
+    with gateway.upload_slots.hold(holder):
+        chunks = raw_body(request, BodyCounter(server.max_upload_bytes), BodyPace.of(server))
+        try:
+            if declared is not None and declared <= CHUNK:
+                # A body of one chunk at most is gathered here, as raw_body would do
+                # anyway: the worker thread then needs no trip back to the event loop.
+                info = await store(b"".join([chunk async for chunk in chunks]))
+            else:
+                info = await pump(chunks, store)
+        except ClientDisconnect:
+            raise errors.InvalidInputError(CLIENT_GONE) from None
     gateway.metrics.bytes_in.inc(info.size)
     return info
 
@@ -442,7 +467,7 @@ async def upload_from_url(
             bucket, key = _upload_target(
                 gateway, principal, body.logic_bucket, body.path, body.filename or source.filename
             )
-            info = gateway.store.sync.upload_to(
+            info = gateway.uploads.sync.upload_to(
                 encode_uri(bucket, key),
                 source,  # type: ignore[arg-type]
                 source.content_type,
@@ -450,7 +475,8 @@ async def upload_from_url(
             )
             return bucket, key, info
 
-    bucket, key, info = await gateway.store.run_blocking(fetch_and_store)
+    with gateway.upload_slots.hold(principal.name):
+        bucket, key, info = await gateway.uploads.run_blocking(fetch_and_store)
     gateway.metrics.bytes_in.inc(info.size)
     uri = _result_uri(gateway, bucket, key, body.use_logical_uri)
     return uploaded(uri, info.size)
@@ -464,6 +490,6 @@ def register_url_upload(api: APIRouter | FastAPI) -> None:
         methods=["POST"],
         response_model=UploadResponse,
         summary="Fetch a URL into storage (SSRF-guarded)",
-        responses=_errors(*COMMON, 409, 413, 502),
+        responses=_errors(*COMMON, 409, 413, 429, 502),
         tags=["files"],
     )

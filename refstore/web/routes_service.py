@@ -50,7 +50,7 @@ async def ready(gateway: GatewayDep) -> Response:
     backend = gateway.settings.backend_name
     if gateway.awaiting_mapping:
         return _not_ready("unconfigured", backend, AWAITING_MAPPING)
-    if await gateway.check_backend():
+    if await gateway.check_backend(gateway.settings.server.ready_timeout):
         return JSONResponse({"status": "ready", "backend": backend})
     return _not_ready("unavailable", backend, f"the {backend} backend does not answer")
 
@@ -105,7 +105,7 @@ async def presigned_get(
     "/{bucket}/{key:path}",
     response_model=UploadResponse,
     summary="Upload the body through a presigned PUT link (expired or tampered: 403)",
-    responses=_errors(403, 413),
+    responses=_errors(403, 408, 413, 429, 503),
 )
 async def presigned_put(
     bucket: str,
@@ -117,5 +117,5 @@ async def presigned_put(
     method: LinkQuery = "PUT",
 ) -> UploadResponse:
     uri = _verify(gateway, "PUT", bucket, exact_path_key(request, key), expires, signature)
-    info = await receive_raw(gateway, request, uri)
+    info = await receive_raw(gateway, request, uri, f"presigned:{bucket}")
     return uploaded(uri, info.size)

@@ -110,8 +110,65 @@ class ServerSection(BaseModel):
         64 * 1024, gt=0, description="Largest text field of an upload form"
     )
     storage_threads: int | None = Field(
-        None, gt=0, description="Threads for backend calls (default: max_concurrency)"
+        None,
+        gt=0,
+        description="Threads for short backend calls: info, list, delete, reads, presigning "
+        "(default: max_concurrency); uploads have threads of their own",
     )
+    max_queued_calls: int = Field(
+        256,
+        gt=0,
+        description="Backend calls that may wait for a storage thread; past that a request is "
+        "refused at once with 503 (code busy) and Retry-After",
+    )
+    max_concurrent_uploads: int = Field(
+        64,
+        gt=0,
+        description="Uploads in flight in this process, each with a thread of its own (so "
+        "uploads never take the short calls' threads); past that 503 (busy) and Retry-After",
+    )
+    max_uploads_per_key: int | None = Field(
+        None,
+        gt=0,
+        description="Uploads in flight for one API key (with auth.mode none: for everyone); "
+        "past that 429 (too_many_requests) and Retry-After. Default: half of "
+        "max_concurrent_uploads, so one project cannot take every upload slot",
+    )
+    body_idle_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds an upload body may send nothing before it is refused with 408 "
+        "(nothing is stored)",
+    )
+    min_body_rate: int = Field(
+        4096,
+        ge=0,
+        description="Bytes per second an upload body must average over each "
+        "body_rate_window while the gateway waits for it, else 408; 0: no minimum",
+    )
+    body_rate_window: float = Field(
+        30.0, gt=0, description="Seconds over which min_body_rate is measured"
+    )
+    ready_timeout: float = Field(
+        3.0, gt=0, description="Seconds /ready waits for the backend before answering 503"
+    )
+    shutdown_grace: int = Field(
+        25,
+        gt=0,
+        description="Seconds requests in flight get to finish after SIGTERM; then they are "
+        "cancelled (uploads abort, nothing half stored) and the process exits. Keep it below "
+        "the pod's terminationGracePeriodSeconds",
+    )
+    retry_after: int = Field(
+        2, gt=0, description="Retry-After (seconds) of a request refused for capacity"
+    )
+
+    @property
+    def uploads_per_key(self) -> int:
+        """Uploads one key may have in flight (never more than the total)."""
+        if self.max_uploads_per_key is None:
+            return max(1, self.max_concurrent_uploads // 2)
+        return min(self.max_uploads_per_key, self.max_concurrent_uploads)
 
 
 class GatewayUrlFetchSettings(UrlFetchSettings):

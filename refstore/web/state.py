@@ -14,6 +14,7 @@ from fastapi import Depends, Header, Request
 from .. import errors
 from ..aio import AsyncRefStore
 from ..mapping import BucketMap
+from .admission import BoundedExecutor, UploadSlots
 from .auth import Authenticator, Principal
 from .metrics import Metrics
 from .settings import GatewaySettings
@@ -21,6 +22,7 @@ from .settings import GatewaySettings
 logger = logging.getLogger("refstore.web")
 
 HEALTH_INTERVAL = 5.0
+PROBE_THREADS = 2
 AWAITING_MAPPING = (
     "bucket mapping not configured yet: waiting for the operator's first push "
     "(bucket_mapping_source: operator)"
@@ -33,10 +35,32 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.executor = ThreadPoolExecutor(
-            settings.storage_threads, thread_name_prefix="refstore-storage"
+        server = settings.server
+        self.executor = BoundedExecutor(
+            settings.storage_threads,
+            server.max_queued_calls,
+            server.retry_after,
+            thread_name_prefix="refstore-storage",
         )
-        self.store = AsyncRefStore(settings.store_config(), self.executor)
+        # A backend connection for every thread of the three pools (max_concurrency sizes
+        # the connection pool when a pool of threads is given).
+        threads = settings.storage_threads + server.max_concurrent_uploads + PROBE_THREADS
+        config = settings.store_config().model_copy(update={"max_concurrency": threads})
+        self.store = AsyncRefStore(config, self.executor, max_concurrency=settings.storage_threads)
+        # Uploads wait on their clients, so they get threads of their own (as many as may
+        # be admitted), and so does the backend probe: neither can starve the other calls.
+        self.upload_executor = ThreadPoolExecutor(
+            server.max_concurrent_uploads, thread_name_prefix="refstore-upload"
+        )
+        self.uploads = self.store.with_executor(self.upload_executor)
+        self.upload_slots = UploadSlots(
+            server.max_concurrent_uploads,
+            server.uploads_per_key,
+            server.retry_after,
+            metrics.uploads_in_progress,
+        )
+        self.probe_executor = ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="refstore-probe")
+        self.probe = self.store.with_executor(self.probe_executor)
         self.authenticator = Authenticator(settings.auth)
         self.backend_up = True
         self._monitor: asyncio.Task[None] | None = None
@@ -68,13 +92,15 @@ class Gateway:
         assert self.settings.local is not None  # one backend or the other
         return f"local:{Path(self.settings.local.root).resolve()}"
 
-    async def check_backend(self) -> bool:
-        """Ping the backend and record whether it answered."""
+    async def check_backend(self, timeout: float | None = None) -> bool:
+        """Ping the backend (on the probe's own threads, within ``timeout`` seconds) and
+        record whether it answered."""
         try:
-            await self.store.ping()
-        except errors.RefStoreError as exc:
+            await asyncio.wait_for(self.probe.ping(), timeout)
+        except (errors.RefStoreError, TimeoutError) as exc:
             if self.backend_up:
-                logger.warning("backend unreachable: %s", exc)
+                reason = exc if isinstance(exc, errors.RefStoreError) else "no answer in time"
+                logger.warning("backend unreachable: %s", reason)
             self.set_backend_up(False)
         else:
             self.set_backend_up(True)
@@ -94,7 +120,7 @@ class Gateway:
     async def _watch_backend(self) -> None:
         while True:
             await asyncio.sleep(HEALTH_INTERVAL)
-            await self.check_backend()
+            await self.check_backend(self.settings.server.ready_timeout)
 
     async def stop(self) -> None:
         if self._monitor:
@@ -102,7 +128,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
         await self.store.close()
-        self.executor.shutdown(wait=False)
+        for executor in (self.executor, self.upload_executor, self.probe_executor):
+            executor.shutdown(wait=False)
 
 
 # Dependencies are coroutines: FastAPI runs plain ``def`` dependencies in its thread

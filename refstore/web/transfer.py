@@ -10,15 +10,24 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote_to_bytes
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message
 
-from ..errors import InvalidInputError, InvalidKeyError, InvalidRangeError, ObjectTooLargeError
+from ..errors import (
+    InvalidInputError,
+    InvalidKeyError,
+    InvalidRangeError,
+    ObjectTooLargeError,
+    RequestTimeoutError,
+)
 from .settings import ServerSection
+
+T = TypeVar("T")
 
 CHUNK = 1024 * 1024
 QUEUE_DEPTH = 4
@@ -125,11 +134,85 @@ async def _coalesce(chunks: AsyncIterator[bytes], size: int = CHUNK) -> AsyncIte
         yield bytes(buffer)
 
 
-async def raw_body(request: Request, counter: BodyCounter) -> AsyncIterator[bytes]:
-    """The request body in ~1 MiB chunks, enforcing the cap as bytes arrive."""
+@dataclass(frozen=True)
+class BodyPace:
+    """How slowly a client may send a body: ``idle_timeout`` seconds without a byte, and
+    ``min_rate`` bytes per second (0: any) averaged over each ``window`` seconds."""
+
+    idle_timeout: float
+    min_rate: int = 0
+    window: float = 30.0
+
+    @classmethod
+    def of(cls, server: ServerSection) -> BodyPace:
+        return cls(server.body_idle_timeout, server.min_body_rate, server.body_rate_window)
+
+
+async def paced_stream(request: Request, pace: BodyPace) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refusing a client that sends it too slowly.
+
+    Only the time spent waiting for the client counts: while the gateway waits on
+    storage it reads nothing (back-pressure), and that is not the client's delay.
+
+    Raises:
+        RequestTimeoutError: idle for ``pace.idle_timeout``, or under ``pace.min_rate``.
+        ClientDisconnect: the client went away.
+    """
+    loop = asyncio.get_running_loop()
+    idle = waited = 0.0
+    received = 0
+    # One receive() at a time, kept across timeouts rather than cancelled: a message it
+    # was about to return must not be lost.
+    pending: asyncio.Future[Message] | None = None
+    try:
+        while True:
+            timeout = pace.idle_timeout - idle
+            if pace.min_rate:
+                timeout = min(timeout, pace.window - waited)
+            if pending is None:
+                pending = asyncio.ensure_future(request.receive())
+            started = loop.time()
+            done, _ = await asyncio.wait({pending}, timeout=max(timeout, 0))
+            elapsed = loop.time() - started
+            idle += elapsed
+            waited += elapsed
+            message: Message | None = None
+            if done:
+                message, pending = pending.result(), None
+            body = b""
+            if message is not None:
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                body = message.get("body", b"")
+                if body:
+                    idle = 0.0
+                    received += len(body)
+            if idle >= pace.idle_timeout:
+                raise RequestTimeoutError(
+                    f"the request body sent nothing for {pace.idle_timeout:g}s "
+                    "(server.body_idle_timeout); nothing was stored"
+                )
+            if pace.min_rate and waited >= pace.window:
+                if received < pace.min_rate * waited:
+                    raise RequestTimeoutError(
+                        f"the request body came at {received / waited:.0f} B/s, under the "
+                        f"{pace.min_rate} B/s minimum (server.min_body_rate); nothing was stored"
+                    )
+                waited, received = 0.0, 0
+            if body:
+                yield body
+            if message is not None and not message.get("more_body", False):
+                return
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+async def raw_body(request: Request, counter: BodyCounter, pace: BodyPace) -> AsyncIterator[bytes]:
+    """The request body in ~1 MiB chunks, paced, enforcing the cap as bytes arrive."""
 
     async def counted() -> AsyncIterator[bytes]:
-        async for chunk in request.stream():
+        async for chunk in paced_stream(request, pace):
             counter.add(len(chunk))
             yield chunk
 
@@ -322,7 +405,7 @@ async def stream_multipart(
     result: Any = None
     parts = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in paced_stream(request, BodyPace.of(limits)):
             _feed(parser, chunk)
             for kind, value in events:
                 if kind == "begin":
@@ -363,7 +446,7 @@ async def stream_multipart(
                             )
                 elif kind == "end":
                     if part.name == file_field and pipe is not None:
-                        await pipe.close()
+                        await _unless_failed(pipe.close(), upload)
                     else:
                         error = InvalidKeyError if part.name in KEY_FIELDS else InvalidInputError
                         what = f"form field {part.name!r}"
@@ -376,11 +459,38 @@ async def stream_multipart(
             raise InvalidInputError(f"the form has no {file_field!r} file part")
         result = await upload
     except BaseException as exc:
-        if pipe is not None and upload is not None and not upload.done():
-            pipe.fail(exc if isinstance(exc, Exception) else ClientDisconnect())
-            await asyncio.gather(upload, return_exceptions=True)
+        if pipe is not None and upload is not None:
+            await _abort(pipe, upload, exc)
         raise
     return fields, result
+
+
+async def pump(
+    chunks: AsyncIterator[bytes], upload: Callable[[AsyncIterator[bytes]], Awaitable[T]]
+) -> T:
+    """``upload(pipe)`` fed with ``chunks`` read by the calling task.
+
+    The upload, running in a storage thread, never waits on the client's socket itself:
+    when reading fails, times out or is cancelled (the client went away, shutdown), the
+    upload gets the error at once and aborts, freeing its thread.
+    """
+    pipe = _Pipe()
+    task = asyncio.ensure_future(upload(pipe.chunks()))
+    try:
+        async for chunk in chunks:
+            await _write_or_fail(pipe, task, chunk)
+        await _unless_failed(pipe.close(), task)
+        return await task
+    except BaseException as exc:
+        await _abort(pipe, task, exc)
+        raise
+
+
+async def _abort(pipe: _Pipe, upload: asyncio.Future[Any], error: BaseException) -> None:
+    """Make a running upload fail with ``error`` and wait until it has (its thread freed)."""
+    if not upload.done():
+        pipe.fail(error if isinstance(error, Exception) else ClientDisconnect())
+        await asyncio.shield(asyncio.gather(upload, return_exceptions=True))
 
 
 def _feed(parser: MultipartParser, chunk: bytes) -> None:
@@ -390,16 +500,19 @@ def _feed(parser: MultipartParser, chunk: bytes) -> None:
         raise InvalidInputError(f"malformed multipart body: {exc}") from None
 
 
-async def _write_or_fail(pipe: _Pipe, upload: asyncio.Task[Any] | None, data: bytes) -> None:
-    """Write to the pipe, unless the upload already failed (then raise its error)."""
-    if upload is not None and upload.done():
-        upload.result()
-    write = asyncio.ensure_future(pipe.write(data))
-    waiters: set[asyncio.Future[Any]] = {write}
-    if upload is not None:
-        waiters.add(upload)
-    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    if write not in done:
-        write.cancel()
-        assert upload is not None
+async def _write_or_fail(pipe: _Pipe, upload: asyncio.Future[Any] | None, data: bytes) -> None:
+    """Write to the pipe, unless the upload fails first (then raise its error)."""
+    await _unless_failed(pipe.write(data), upload)
+
+
+async def _unless_failed(step: Awaitable[None], upload: asyncio.Future[Any] | None) -> None:
+    """Await ``step`` (a pipe write or close, which waits while the pipe is full), unless
+    the upload ends first: then raise its error (or stop, if it returned)."""
+    step_task = asyncio.ensure_future(step)
+    if upload is None:
+        await step_task
+        return
+    done, _ = await asyncio.wait({step_task, upload}, return_when=asyncio.FIRST_COMPLETED)
+    if step_task not in done:
+        step_task.cancel()
         upload.result()
