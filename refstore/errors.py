@@ -8,8 +8,9 @@ transient errors that retries repeat::
     ├── ConfigError                      500  invalid configuration
     ├── ConnectionError             T    503  backend unreachable, timing out or busy
     │   │                                     (also builtins.ConnectionError)
-    │   └── BusyError               T    503  the gateway is at capacity: refused unread
-    │       └── TooManyRequestsError T   429  this key has its share in flight: refused unread
+    │   ├── BusyError               T    503  the gateway is at capacity: refused unread
+    │   │   └── TooManyRequestsError T   429  this key has its share in flight: refused unread
+    │   └── OutcomeUnknownError     T    504  a write timed out once sent: it may have happened
     ├── NotFoundError                    404
     │   ├── ObjectNotFoundError          404  no such object (also builtins.FileNotFoundError)
     │   └── BucketNotFoundError          404  no such bucket
@@ -103,6 +104,14 @@ class TooManyRequestsError(BusyError):
     may; refused before doing anything, like :class:`BusyError`."""
 
     code = "too_many_requests"
+
+
+class OutcomeUnknownError(ConnectionError):
+    """The backend did not answer a write in time after it was sent whole: it may or may
+    not have taken effect. Repeating it is safe only for a write that is idempotent (to a
+    key the caller names, a delete); the gateway SDK repeats only those."""
+
+    code = "outcome_unknown"
 
 
 class NotFoundError(RefStoreError):
@@ -256,8 +265,9 @@ SPECS: tuple[ErrorSpec, ...] = (
             "XMinioReadQuorum",
             "XMinioWriteQuorum",
         ),
-        fallback_statuses=(502, 503, 504),
+        fallback_statuses=(502, 503),
     ),
+    _spec(OutcomeUnknownError, 504, transient=True, fallback_statuses=(504,)),
     _spec(BusyError, 503, transient=True),
     _spec(TooManyRequestsError, 429, transient=True, fallback_statuses=(429,)),
     _spec(NotFoundError, 404, fallback_statuses=(404,)),

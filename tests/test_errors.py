@@ -83,6 +83,7 @@ def test_a_subclass_defined_elsewhere_takes_its_nearest_registered_parent():
 def test_only_connection_errors_are_transient():
     assert [spec.cls for spec in SPECS if spec.transient] == [
         errors.ConnectionError,
+        errors.OutcomeUnknownError,
         errors.BusyError,
         errors.TooManyRequestsError,
     ]
@@ -117,7 +118,7 @@ def test_a_code_that_contradicts_its_status_is_not_trusted():
         (500, errors.RefStoreError),
         (502, errors.ConnectionError),
         (503, errors.ConnectionError),
-        (504, errors.ConnectionError),
+        (504, errors.OutcomeUnknownError),
     ],
 )
 def test_an_answer_without_a_known_code_maps_by_status(status, expected):
@@ -182,6 +183,7 @@ def test_http_errors_of_the_framework_keep_their_codes():
         422: "validation_error",
         429: "too_many_requests",
         503: "backend_unavailable",
+        504: "outcome_unknown",
     }
     assert {s: http_error_code(s) for s in range(400, 600)} == {
         s: expected.get(s, "http_error") for s in range(400, 600)

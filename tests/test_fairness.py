@@ -22,6 +22,8 @@ from gateway_helpers import BACKENDS, Gateway, assert_error, backend_settings, r
 from gateway_process import ADMIN_TOKEN
 from servers import MinioServer
 
+from refstore import errors
+
 MiB = 1024 * 1024
 KEY_A, KEY_B = "fairness-key-a", "fairness-key-b"
 
@@ -418,3 +420,56 @@ def test_a_paused_backend_makes_ready_say_503_in_time_and_sheds_queued_calls(
         started = time.monotonic()
         wait_until(lambda: gateway.admin.get("/ready").status_code == 200, 15, "ready again")
         assert gateway.admin.get("/info", params={"uri": uri}).json()["exists"] is True
+
+
+def outcome_settings(server: MinioServer) -> dict[str, Any]:
+    settings = {**server.config(), "default_bucket": "fair", "retry": {"max_retries": 0}}
+    settings["minio"] = {**settings["minio"], "connect_timeout": 1, "read_timeout": 2}
+    return settings
+
+
+def test_a_write_sent_whole_and_unanswered_is_504_outcome_unknown(pausable_minio):
+    """MinIO paused after taking a small PUT whole: the gateway cannot know whether it will
+    be stored, and says so; once MinIO resumes, the object is either whole or absent."""
+    with running_gateway("minio", outcome_settings(pausable_minio)) as gateway:
+        gateway.put("fair", "known/bucket", b"the bucket exists")
+        with paused(pausable_minio):
+            started = time.monotonic()
+            answer = gateway.admin.put("/files/fair/unknown/small", content=b"s" * 1000)
+            elapsed = time.monotonic() - started
+        assert_error(answer, 504, "outcome_unknown")
+        assert int(answer.headers["retry-after"]) > 0
+        assert 1.5 < elapsed < 8
+        wait_until(lambda: gateway.admin.get("/ready").status_code == 200, 15, "ready again")
+        assert gateway.read("fair", "unknown/small") in (None, b"s" * 1000)
+
+
+def test_a_write_cut_off_before_its_end_is_503_and_never_appears(pausable_minio):
+    """A body too big for the socket buffers never reaches a paused MinIO whole: that
+    write did not happen (503), and nothing appears once MinIO resumes."""
+    with running_gateway("minio", outcome_settings(pausable_minio)) as gateway:
+        gateway.put("fair", "known/bucket", b"the bucket exists")
+        with paused(pausable_minio):
+            answer = gateway.admin.put("/files/fair/unknown/big", content=b"b" * (64 * MiB))
+        assert_error(answer, 503, "backend_unavailable")
+        wait_until(lambda: gateway.admin.get("/ready").status_code == 200, 15, "ready again")
+        time.sleep(1)
+        assert gateway.read("fair", "unknown/big") is None
+        assert gateway.keys("fair", "unknown") == []
+
+
+def test_the_sdk_does_not_repeat_a_form_upload_whose_outcome_is_unknown(pausable_minio):
+    from refstore.gateway import GatewayClient
+
+    with running_gateway("minio", outcome_settings(pausable_minio)) as gateway:
+        gateway.put("fair", "known/bucket", b"the bucket exists")
+        with GatewayClient(gateway.url, api_key=ADMIN_TOKEN, retry=3) as client:
+            with paused(pausable_minio), pytest.raises(errors.OutcomeUnknownError) as raised:
+                client.upload_file(b"u" * 1000, "form.txt")  # no path: POST /upload
+            assert raised.value.status == 504
+        posts = [
+            e
+            for e in gateway.log_entries()
+            if e.get("logger") == "refstore.access" and e.get("route") == "/upload"
+        ]
+        assert [e["status"] for e in posts] == [504]

@@ -331,3 +331,42 @@ class TestPresignedThroughNginx:
                 get(url)
             info.value.close()
             assert info.value.code == 403
+
+
+def _read_timeout() -> Exception:
+    import urllib3
+
+    return urllib3.exceptions.ReadTimeoutError(None, "/bucket/key", "Read timed out.")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_a_write_that_timed_out_waiting_for_its_answer_has_an_unknown_outcome(wrapped):
+    import urllib3
+
+    from refstore import errors
+    from refstore.backends.minio import translate_error
+
+    timeout = _read_timeout()
+    raised = urllib3.exceptions.MaxRetryError(None, "/b/k", timeout) if wrapped else timeout  # type: ignore[arg-type]
+    assert type(translate_error(raised, "b", "k", write=True)) is errors.OutcomeUnknownError
+    # A read, or a write cut off while sending, did not happen: "unreachable".
+    assert type(translate_error(raised, "b", "k")) is errors.ConnectionError
+    cut_off = urllib3.exceptions.ProtocolError("Connection aborted.", TimeoutError("timed out"))
+    assert type(translate_error(cut_off, "b", "k", write=True)) is errors.ConnectionError
+
+
+def test_only_a_single_put_or_a_completion_may_have_stored():
+    from refstore.backends.minio import _UploadGuard
+
+    single = _UploadGuard()
+    assert single.may_have_stored
+    creating = _UploadGuard()
+    creating.multipart = True  # failed creating the upload: no upload id
+    assert not creating.may_have_stored
+    part_failed = _UploadGuard()
+    part_failed.multipart, part_failed.upload_id = True, "id"
+    part_failed.failure = _read_timeout()
+    assert not part_failed.may_have_stored
+    completing = _UploadGuard()
+    completing.multipart, completing.upload_id = True, "id"
+    assert completing.may_have_stored

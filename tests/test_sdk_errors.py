@@ -232,7 +232,7 @@ def test_a_stale_mapping_version_carries_the_current_mapping(face, gateway):
     ("status", "body", "headers", "expected"),
     [
         (502, b"<html>Bad Gateway</html>", {}, errors.ConnectionError),
-        (504, b"", {}, errors.ConnectionError),
+        (504, b"", {}, errors.OutcomeUnknownError),
         (502, b'{"detail": "remote failed", "code": "source_error"}', {}, errors.SourceError),
         (
             404,

@@ -59,15 +59,28 @@ def error_for_s3_code(code: str, message: str, bucket: str, key: str) -> errors.
     return cls(detail, bucket=bucket, key=key, s3_code=code)
 
 
-def translate_error(exc: BaseException, bucket: str = "", key: str = "") -> BaseException:
+def translate_error(
+    exc: BaseException, bucket: str = "", key: str = "", *, write: bool = False
+) -> BaseException:
     """Map a minio/urllib3/socket exception to a :mod:`refstore.errors` class.
 
+    A ``write`` whose answer did not come in time (the request was sent whole: urllib3
+    raises ``ReadTimeoutError`` only while waiting for the answer) may still take effect,
+    so it is :class:`~refstore.errors.OutcomeUnknownError`, not "unreachable".
     Exceptions that did not come from the server or the network (for example
     an error raised by the caller's input stream) are returned unchanged.
     """
     where = f"{bucket}/{key}" if key else bucket
     if isinstance(exc, errors.RefStoreError):
         return exc
+    cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    if write and isinstance(cause, urllib3.exceptions.ReadTimeoutError):
+        return errors.OutcomeUnknownError(
+            f"storage backend did not answer a write in time; it may or may not have "
+            f"taken effect: {where}",
+            bucket=bucket,
+            key=key,
+        )
     if isinstance(exc, S3Error):
         return error_for_s3_code(exc.code or "", exc.message or "", bucket, key)
     if isinstance(exc, ServerError):
@@ -98,6 +111,14 @@ class _UploadGuard:
     def __init__(self) -> None:
         self.failure: BaseException | None = None
         self.upload_id: str | None = None
+        self.multipart = False
+
+    @property
+    def may_have_stored(self) -> bool:
+        """Whether an upload that failed may still take effect: a single PUT, or a
+        multipart upload whose every part went (only its completion can have failed).
+        One that failed creating the upload or in a part was never completed."""
+        return not self.multipart or (self.upload_id is not None and self.failure is None)
 
 
 class _UploadGuards:
@@ -182,8 +203,10 @@ class _Minio(Minio):
             self.guards.discard(guard)
 
     def _create_multipart_upload(self, bucket_name: str, object_name: str, headers: Any) -> str:
-        upload_id: str = super()._create_multipart_upload(bucket_name, object_name, headers)
         guard = getattr(self._current, "guard", None)
+        if guard is not None:
+            guard.multipart = True
+        upload_id: str = super()._create_multipart_upload(bucket_name, object_name, headers)
         if guard is not None:
             self.guards.add(upload_id, guard)
         return upload_id
@@ -367,7 +390,7 @@ class MinioBackend:
                 progress=_Progress(progress) if progress else None,
             )
         except Exception as exc:
-            raise translate_error(exc, bucket, key) from exc
+            raise translate_error(exc, bucket, key, write=guard.may_have_stored) from exc
         return ObjectInfo(
             bucket=bucket,
             key=key,
@@ -437,7 +460,7 @@ class MinioBackend:
         try:
             self.client.remove_object(bucket, key)
         except Exception as exc:
-            raise translate_error(exc, bucket, key) from exc
+            raise translate_error(exc, bucket, key, write=True) from exc
 
     def delete_objects(self, bucket: str, keys: Iterable[str]) -> list[DeleteFailure]:
         self._before()
@@ -454,7 +477,7 @@ class MinioBackend:
                 )
             ]
         except Exception as exc:
-            raise translate_error(exc, bucket) from exc
+            raise translate_error(exc, bucket, write=True) from exc
 
     def list_objects(
         self, bucket: str, prefix: str = "", recursive: bool = True
@@ -481,7 +504,7 @@ class MinioBackend:
         try:
             self.client.copy_object(dst_bucket, dst_key, CopySource(src_bucket, src_key))
         except Exception as exc:
-            raise translate_error(exc, src_bucket, src_key) from exc
+            raise translate_error(exc, dst_bucket, dst_key, write=True) from exc
         return self.stat_object(dst_bucket, dst_key)
 
     def presign(self, method: str, bucket: str, key: str, expiry_seconds: int) -> str:
