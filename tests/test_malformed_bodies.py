@@ -6,7 +6,7 @@ local backend, and one case against a real ``refstore serve``."""
 from __future__ import annotations
 
 import http.client
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +231,9 @@ JSON_BODIES: dict[str, bytes] = {
     "truncated": b'{"enabled": tr',
     "not-utf8": b'{"bucket_map": {"a\xff": "b"}}',
     "empty": b"",
+    # Valid JSON in another encoding than UTF-8, which json.loads would take.
+    "utf-16": '{"enabled": false, "bucket_map": {}}'.encode("utf-16"),
+    "utf-32": '{"enabled": false, "bucket_map": {}}'.encode("utf-32"),
 }
 
 
@@ -272,3 +275,64 @@ def test_a_real_server_answers_repeated_file_parts_with_a_400(tmp_path: Path) ->
             connection.close()
         objects = [p for p in (tmp_path / "store" / BUCKET).rglob("*") if p.is_file()]
         assert len(objects) == 1, objects  # the one upload that was answered 200
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("PUT", "/gateway/bucket-mapping"),
+        ("POST", "/upload-from-url"),
+        ("DELETE", "/delete"),
+        ("POST", "/gateway/buckets"),
+    ],
+)
+def test_a_json_body_in_utf_16_is_refused_by_every_json_route(
+    gateway: Gateway, method: str, url: str
+) -> None:
+    body = '{"uris": [], "name": "x", "url": "https://example.com/"}'.encode("utf-16")
+    response = gateway.request(
+        method, url, content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "detail": "a JSON body must be UTF-8 (RFC 8259)",
+        "code": "invalid_input",
+    }
+
+
+def test_a_json_body_over_the_cap_is_413_declared_or_not(tmp_path: Path) -> None:
+    with running_gateway(tmp_path / "store", max_json_bytes=1000) as gateway:
+        big = b'{"uris": [' + b'"s3://b/k",' * 200 + b'"s3://b/k"]}'
+        declared = gateway.request("DELETE", "/delete", content=big)
+        assert declared.status_code == 413 and declared.json()["code"] == "too_large"
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield big  # sent chunked: no Content-Length to refuse it by
+
+        chunked = gateway.request("DELETE", "/delete", content=chunks())
+        assert chunked.status_code == 413 and "max_json_bytes" in chunked.json()["detail"]
+        small = gateway.request("DELETE", "/delete", json={"uris": ["s3://b/k"]})
+        assert small.status_code == 200, small.text
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("/list?prefix=a%ff", "invalid_key"),
+        ("/list?prefix=%c0%ae%c0%ae", "invalid_key"),
+        ("/list?logic_bucket=b%fe", "invalid_input"),
+        ("/list?x%ff=1", "invalid_input"),
+        ("/info?uri=s3://b/k%ff", "invalid_key"),
+        ("/download?uri=s3://b/k%ff", "invalid_key"),  # a fast route
+        (f"/files/{BUCKET}/k?use_logical_uri=%ff", "invalid_input"),  # a fast route
+        ("/gateway/status?x=%80", "invalid_input"),
+        ("/presigned-url?uri=s3://b/k&method=G%e9T", "invalid_input"),
+    ],
+)
+def test_a_query_string_that_is_not_utf8_is_a_400_on_every_route(
+    gateway: Gateway, query: str, code: str
+) -> None:
+    response = gateway.request("GET", query)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == code
+    assert "not valid UTF-8" in response.json()["detail"]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from .. import __version__
 from .docs import router as docs_router
@@ -24,6 +24,7 @@ from .routes_service import local_links
 from .routes_service import router as service_router
 from .settings import GatewaySettings
 from .state import Gateway
+from .strict import utf8_query
 
 logger = logging.getLogger("refstore.web")
 
@@ -83,6 +84,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         version=__version__,
         lifespan=lifespan,
+        dependencies=[Depends(utf8_query)],
         docs_url=None,  # served offline by .docs instead of from a CDN
         redoc_url=None,
         **_fastapi_telemetry(),

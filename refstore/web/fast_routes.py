@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 
 from .routes_files import FILES_PATH, download, download_path, parse_bool, upload_raw
 from .state import get_gateway, get_object_principal, get_principal
+from .strict import require_utf8_query
 
 Endpoint = Callable[..., Awaitable[Response | BaseModel]]
 Reader = Callable[[str], object | None]
@@ -108,6 +109,7 @@ class FastRoute(BaseRoute):
         return arguments
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        require_utf8_query(scope["query_string"])
         request = Request(scope, receive, send)
         gateway = await get_gateway(request)
         caller = await get_principal(request, gateway, request.headers.get("authorization"))

@@ -7,7 +7,7 @@ import logging
 import mimetypes
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Body, FastAPI, Query, Request
 from fastapi.responses import Response
@@ -32,6 +32,7 @@ from .models import (
 from .responses import object_response
 from .settings import Action
 from .state import Gateway, GatewayDep, ObjectPrincipalDep
+from .strict import CheckedBodyRoute
 from .transfer import (
     CHUNK,
     BodyCounter,
@@ -67,7 +68,7 @@ COMMON = (400, 401, 403, 422, 503)
 UPLOAD = (408, 409, 413, 429)
 """What an upload may answer besides :data:`COMMON`."""
 
-router = APIRouter(tags=["files"])
+router = APIRouter(tags=["files"], route_class=CheckedBodyRoute)
 CLIENT_GONE = "the client disconnected before the upload finished"
 FILES_PATH = "/files/{bucket}/{key:path}"
 _BOOLEAN = TypeAdapter(bool)
@@ -104,25 +105,6 @@ def exact_path_key(request: Request, key: str) -> str:
     elif "\ufffd" in key:
         raise errors.InvalidKeyError(f"U+FFFD in a key this server cannot verify: {key!r}")
     return nfc(key)  # checked where its URI is built
-
-
-def require_exact_query(request: Request, name: str) -> None:
-    """Refuse a request whose query parameter ``name`` does not decode strictly as UTF-8
-    (Starlette, like the fast routes, reads query values leniently, with U+FFFD).
-
-    Raises:
-        InvalidKeyError: the parameter's escapes are not UTF-8.
-    """
-    query = request.scope["query_string"].decode("latin-1")
-    for field, value in parse_qsl(query, keep_blank_values=True, encoding="latin-1"):
-        if field != name:
-            continue
-        try:
-            value.encode("latin-1").decode("utf-8")
-        except UnicodeDecodeError as exc:
-            shown = value[:64].encode("latin-1").decode("ascii", "backslashreplace")
-            message = f"{name}: percent-escapes are not valid UTF-8: {shown!r}"
-            raise errors.InvalidKeyError(message) from exc
 
 
 def _upload_target(
@@ -323,7 +305,6 @@ async def download(
     principal: ObjectPrincipalDep,
     uri: Annotated[str, Query(description="s3://bucket/key")],
 ) -> Response:
-    require_exact_query(request, "uri")
     bucket, key = decode_uri(uri)
     return await read_object(gateway, principal, request, bucket, key)
 
@@ -363,7 +344,6 @@ async def presigned_url(
     expiry_seconds: Annotated[int | None, Query(description="1 s .. 7 days")] = None,
     method: Annotated[str, Query(description="GET or PUT")] = "GET",
 ) -> PresignedURLResponse:
-    require_exact_query(request, "uri")
     bucket, key = decode_uri(uri)
     principal.require(Action.presign, bucket, key, gateway.mapping)
     action = Action.write if method.upper() == "PUT" else Action.read
@@ -389,7 +369,6 @@ async def file_info(
     principal: ObjectPrincipalDep,
     uri: Annotated[str, Query(description="s3://bucket/key")],
 ) -> FileInfoResponse:
-    require_exact_query(request, "uri")
     _authorize_uri(gateway, principal, Action.read, uri)
     try:
         info = await gateway.store.get_file_info(uri)
@@ -484,12 +463,14 @@ async def upload_from_url(
 
 def register_url_upload(api: APIRouter | FastAPI) -> None:
     """Expose ``POST /upload-from-url`` (only done when the SSRF guard is on)."""
-    api.add_api_route(
+    router = api.router if isinstance(api, FastAPI) else api
+    router.add_api_route(
         "/upload-from-url",
         upload_from_url,
         methods=["POST"],
         response_model=UploadResponse,
         summary="Fetch a URL into storage (SSRF-guarded)",
+        route_class_override=CheckedBodyRoute,
         responses=_errors(*COMMON, 409, 413, 429, 502),
         tags=["files"],
     )

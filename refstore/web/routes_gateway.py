@@ -22,8 +22,9 @@ from .models import (
 )
 from .routes_files import _errors
 from .state import AdminDep, Gateway, GatewayDep, MappingPrincipalDep, PrincipalDep
+from .strict import CheckedBodyRoute
 
-router = APIRouter(prefix="/gateway", tags=["gateway"])
+router = APIRouter(prefix="/gateway", tags=["gateway"], route_class=CheckedBodyRoute)
 ADMIN = (400, 401, 403, 422, 503)
 
 

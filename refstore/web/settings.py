@@ -109,6 +109,9 @@ class ServerSection(BaseModel):
     max_form_field_bytes: int = Field(
         64 * 1024, gt=0, description="Largest text field of an upload form"
     )
+    max_json_bytes: int = Field(
+        4 * 1024 * 1024, gt=0, description="Largest JSON request body (delete, mapping...)"
+    )
     storage_threads: int | None = Field(
         None,
         gt=0,
