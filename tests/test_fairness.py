@@ -394,9 +394,10 @@ def test_a_paused_backend_makes_ready_say_503_in_time_and_sheds_queued_calls(
     with running_gateway("minio", settings) as gateway:
         uri = gateway.put("fair", "present/object.txt", b"here before")
         with paused(pausable_minio):
-            started = time.monotonic()
-            ready = gateway.admin.get("/ready")
-            assert ready.status_code == 503 and time.monotonic() - started < 3
+            for _ in range(4):  # probes stuck in the hung backend do not pile up
+                started = time.monotonic()
+                ready = gateway.admin.get("/ready")
+                assert ready.status_code == 503 and time.monotonic() - started < 3
             assert gateway.admin.get("/health").status_code == 200
 
             answers: list[httpx.Response] = []

@@ -59,7 +59,11 @@ class Gateway:
             server.retry_after,
             metrics.uploads_in_progress,
         )
-        self.probe_executor = ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="refstore-probe")
+        # Probes that cannot even start while a hung backend holds the probe threads
+        # count as "no answer" at once (BusyError) instead of piling up.
+        self.probe_executor = BoundedExecutor(
+            PROBE_THREADS, PROBE_THREADS, server.retry_after, thread_name_prefix="refstore-probe"
+        )
         self.probe = self.store.with_executor(self.probe_executor)
         self.authenticator = Authenticator(settings.auth)
         self.backend_up = True
@@ -111,7 +115,7 @@ class Gateway:
         self.metrics.backend_up.set(1 if up else 0)
 
     async def start(self) -> None:
-        await self.check_backend()
+        await self.check_backend(self.settings.server.ready_timeout)
         if self.backend_up:
             with contextlib.suppress(errors.RefStoreError):
                 await self.store.init_buckets()
