@@ -101,7 +101,7 @@ class Gateway:
         record whether it answered."""
         try:
             await asyncio.wait_for(self.probe.ping(), timeout)
-        except (errors.RefStoreError, TimeoutError) as exc:
+        except (errors.RefStoreError, asyncio.TimeoutError) as exc:
             if self.backend_up:
                 reason = exc if isinstance(exc, errors.RefStoreError) else "no answer in time"
                 logger.warning("backend unreachable: %s", reason)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -161,51 +162,51 @@ async def paced_stream(request: Request, pace: BodyPace) -> AsyncIterator[bytes]
     loop = asyncio.get_running_loop()
     idle = waited = 0.0
     received = 0
-    # One receive() at a time, kept across timeouts rather than cancelled: a message it
-    # was about to return must not be lost.
-    pending: asyncio.Future[Message] | None = None
-    try:
-        while True:
-            timeout = pace.idle_timeout - idle
-            if pace.min_rate:
-                timeout = min(timeout, pace.window - waited)
-            if pending is None:
-                pending = asyncio.ensure_future(request.receive())
-            started = loop.time()
-            done, _ = await asyncio.wait({pending}, timeout=max(timeout, 0))
-            elapsed = loop.time() - started
-            idle += elapsed
-            waited += elapsed
-            message: Message | None = None
-            if done:
-                message, pending = pending.result(), None
-            body = b""
-            if message is not None:
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnect()
-                body = message.get("body", b"")
-                if body:
-                    idle = 0.0
-                    received += len(body)
-            if idle >= pace.idle_timeout:
+    while True:
+        started = loop.time()
+        message = await _receive_within(request, pace.idle_timeout - idle)
+        elapsed = loop.time() - started
+        idle += elapsed
+        waited += elapsed
+        if message is None or idle >= pace.idle_timeout:
+            raise RequestTimeoutError(
+                f"the request body sent nothing for {pace.idle_timeout:g}s "
+                "(server.body_idle_timeout); nothing was stored"
+            )
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body = message.get("body", b"")
+        if body:
+            idle = 0.0
+            received += len(body)
+        # Checked as bytes arrive: a client sending nothing at all is the idle timeout's.
+        if pace.min_rate and waited >= pace.window:
+            if received < pace.min_rate * waited:
                 raise RequestTimeoutError(
-                    f"the request body sent nothing for {pace.idle_timeout:g}s "
-                    "(server.body_idle_timeout); nothing was stored"
+                    f"the request body came at {received / waited:.0f} B/s, under the "
+                    f"{pace.min_rate} B/s minimum (server.min_body_rate); nothing was stored"
                 )
-            if pace.min_rate and waited >= pace.window:
-                if received < pace.min_rate * waited:
-                    raise RequestTimeoutError(
-                        f"the request body came at {received / waited:.0f} B/s, under the "
-                        f"{pace.min_rate} B/s minimum (server.min_body_rate); nothing was stored"
-                    )
-                waited, received = 0.0, 0
-            if body:
-                yield body
-            if message is not None and not message.get("more_body", False):
-                return
-    finally:
-        if pending is not None:
-            pending.cancel()
+            waited, received = 0.0, 0
+        if body:
+            yield body
+        if not message.get("more_body", False):
+            return
+
+
+async def _receive_within(request: Request, timeout: float) -> Message | None:
+    """The next ASGI message, or None when none came within ``timeout`` seconds.
+
+    Cancelling an ASGI server's ``receive()`` while it waits loses nothing (uvicorn takes
+    the body it buffered only when it returns); it is cancelled only when the request
+    fails anyway.
+    """
+    try:
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(max(timeout, 0)):
+                return await request.receive()
+        return await asyncio.wait_for(request.receive(), max(timeout, 0))
+    except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
+        return None
 
 
 async def raw_body(request: Request, counter: BodyCounter, pace: BodyPace) -> AsyncIterator[bytes]:
