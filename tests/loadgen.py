@@ -25,6 +25,8 @@ import httpx
 KiB = 1024
 MiB = 1024 * KiB
 SMALL = 4 * KiB
+PROBERS = 4
+"""Concurrent probers timing the fast operations, each GET then /info, 20 ms apart."""
 MIX = (("upload", 0.4), ("download", 0.3), ("info", 0.15), ("list", 0.15))
 
 
@@ -155,7 +157,10 @@ async def run_load(
                 asyncio.create_task(_worker(client, plan, i, deadline, stored, result))
                 for i in range(plan.clients)
             ]
-            tasks.append(asyncio.create_task(_prober(client, plan, probe_key, deadline, result)))
+            tasks += [
+                asyncio.create_task(_prober(client, plan, probe_key, deadline, result))
+                for _ in range(PROBERS)
+            ]
             await asyncio.gather(*tasks)
             result.elapsed = time.monotonic() - started
             await asyncio.gather(*slow)  # the uploads in flight end whole
