@@ -734,3 +734,15 @@ def test_the_chart_deploys_the_version_of_the_package() -> None:
 
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == refstore.__version__
+
+
+def test_the_chart_schema_takes_every_server_setting_of_the_gateway():
+    """gateway.config.server is checked by values.schema.json: a setting the gateway has
+    and the schema lacks could not be set through the chart."""
+    import json
+
+    from refstore.web.settings import ServerSection
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    server = schema["properties"]["gateway"]["properties"]["config"]["properties"]["server"]
+    assert set(server["properties"]) == set(ServerSection.model_fields)
