@@ -7,7 +7,7 @@ Run by hand from the repository root::
 Starts one MinIO server and one gateway (``refstore serve``, MinIO backend, default limits)
 and runs tests/loadgen.py's mixed load (64 clients: uploads of 4 KiB..4 MiB, downloads
 checked by SHA-256, info, list) in rounds, alternately alone and with 32 slow uploaders
-(128 KiB/s each, a key of their own). Rounds alternate so that drifts of a shared machine
+(4 MiB at 512 KiB/s each, a key of their own). Rounds alternate so that drifts of a shared machine
 fall on both sides; the report gives each round and the ratio of the medians of the fast
 operations' p99 (target: under 2x), errors and mismatches (target: zero), and every object
 read back by SHA-256.

@@ -35,8 +35,8 @@ class LoadPlan:
     clients: int = 64
     seconds: float = 30.0
     slow_uploaders: int = 0
-    slow_rate: int = 128 * KiB
-    slow_size: int = 1 * MiB
+    slow_rate: int = 512 * KiB
+    slow_size: int = 4 * MiB
     min_size: int = 4 * KiB
     max_size: int = 4 * MiB
     bucket: str = "load"

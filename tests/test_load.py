@@ -27,7 +27,7 @@ def test_mixed_load_beside_slow_uploaders_loses_nothing(backend, request, tmp_pa
         # Few storage threads, so that uploads sharing them would show at once.
         "server": {"storage_threads": 4},
     }
-    plan = LoadPlan(clients=16, seconds=6, slow_uploaders=8, slow_size=256 * 1024, max_size=MiB)
+    plan = LoadPlan(clients=16, seconds=6, slow_uploaders=8, slow_size=2 * MiB, max_size=MiB)
     with running_gateway(backend, settings) as gateway:
         result = asyncio.run(run_load(gateway.url, ADMIN_TOKEN, plan, slow_token=SLOW_KEY))
     report = describe(result)
