@@ -52,20 +52,21 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or unknown bearer token",
         403: "The key may not do this here (bucket, prefix or action out of scope)",
         404: "No such object or bucket",
-        409: "Conflicts with the current state",
         408: "The body came too slowly (server.body_idle_timeout, server.min_body_rate)",
+        409: "Conflicts with the current state",
         413: "Body larger than server.max_upload_bytes",
         416: "Range does not overlap the object",
         422: "Malformed request parameters",
         429: "This key has as many uploads in flight as it may (see Retry-After)",
         502: "The remote source failed",
         503: "Storage backend unreachable, or the gateway at capacity (see Retry-After)",
+        504: "The storage took the write but did not answer in time: it may have happened",
     }
     return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
 
 
 COMMON = (400, 401, 403, 422, 503)
-UPLOAD = (408, 409, 413, 429)
+UPLOAD = (408, 409, 413, 429, 504)
 """What an upload may answer besides :data:`COMMON`."""
 
 router = APIRouter(tags=["files"], route_class=CheckedBodyRoute)
@@ -364,7 +365,6 @@ async def presigned_url(
     responses=_errors(*COMMON),
 )
 async def file_info(
-    request: Request,
     gateway: GatewayDep,
     principal: ObjectPrincipalDep,
     uri: Annotated[str, Query(description="s3://bucket/key")],
@@ -381,7 +381,7 @@ async def file_info(
     "/delete",
     response_model=DeleteResponse,
     summary="Delete files in one batch (missing objects count as deleted)",
-    responses=_errors(*COMMON),
+    responses=_errors(*COMMON, 413, 504),
 )
 async def delete(
     request_body: Annotated[DeleteRequest, Body()],

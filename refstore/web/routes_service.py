@@ -105,7 +105,7 @@ async def presigned_get(
     "/{bucket}/{key:path}",
     response_model=UploadResponse,
     summary="Upload the body through a presigned PUT link (expired or tampered: 403)",
-    responses=_errors(403, 408, 413, 429, 503),
+    responses=_errors(403, 408, 413, 429, 503, 504),
 )
 async def presigned_put(
     bucket: str,
