@@ -474,3 +474,19 @@ def test_the_sdk_does_not_repeat_a_form_upload_whose_outcome_is_unknown(pausable
             if e.get("logger") == "refstore.access" and e.get("route") == "/upload"
         ]
         assert [e["status"] for e in posts] == [504]
+
+
+def test_a_json_body_cut_off_or_stalled_is_answered_and_leaves_no_trace(request, tmp_path_factory):
+    with gateway_for("local", request, tmp_path_factory, body_idle_timeout=1) as gateway:
+        head = (
+            "DELETE /delete HTTP/1.1\r\nHost: gateway\r\n"
+            f"Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n"
+        ).encode()
+        stalled = HandSentUpload(gateway, head, b'{"uris": [')
+        status, body = stalled.answer(timeout=10)
+        stalled.close()
+        assert status == 408 and b"request_timeout" in body, body
+        HandSentUpload(gateway, head, b'{"uris": [').close()  # goes away mid-body
+        assert gateway.admin.request("DELETE", "/delete", json={"uris": []}).status_code == 200
+        assert "Traceback" not in gateway.log()

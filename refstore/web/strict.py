@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from .. import errors
@@ -67,12 +68,15 @@ class _CheckedBodyRequest(Request):
                 limit=limit,
             )
         body = bytearray()
-        async for chunk in paced_stream(self, BodyPace.of(settings.server)):
-            body += chunk
-            if len(body) > limit:
-                raise errors.ObjectTooLargeError(
-                    f"a JSON body is over the {limit}-byte limit (server.max_json_bytes)"
-                )
+        try:
+            async for chunk in paced_stream(self, BodyPace.of(settings.server)):
+                body += chunk
+                if len(body) > limit:
+                    raise errors.ObjectTooLargeError(
+                        f"a JSON body is over the {limit}-byte limit (server.max_json_bytes)"
+                    )
+        except ClientDisconnect:
+            raise errors.InvalidInputError("the client went away before its body ended") from None
         try:
             bytes(body).decode("utf-8")
         except UnicodeDecodeError:
