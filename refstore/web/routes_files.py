@@ -146,10 +146,14 @@ async def _discard(gateway: Gateway, uris: list[str]) -> None:
             await gateway.store.delete_file(uri)
 
 
-def _result_uri(gateway: Gateway, bucket: str, key: str, use_logical_uri: bool) -> str:
-    snapshot = gateway.mapping
-    physical = snapshot.physical(bucket)
-    return encode_uri(bucket if snapshot.enabled and use_logical_uri else physical, key)
+def _result_uri(
+    gateway: Gateway, bucket: str, physical: str, key: str, use_logical_uri: bool
+) -> str:
+    """The URI an upload answers with: ``bucket`` as the client named it when it asks for
+    logical URIs (and mapping is on), else ``physical``, the bucket the store wrote to
+    (not the mapping's answer now: an update may have come during the upload)."""
+    logical = use_logical_uri and gateway.mapping.enabled
+    return encode_uri(bucket if logical else physical, key)
 
 
 def _authorize_uri(gateway: Gateway, principal: Principal, action: Action, uri: str) -> None:
@@ -231,8 +235,11 @@ async def _receive_form(
             bucket, key = _upload_target(
                 gateway, principal, fields.get("logic_bucket"), fields.get("path"), filename
             )
+            physical = gateway.mapping.physical(bucket)
             await gateway.store.copy(staged[0], encode_uri(bucket, key))
             await gateway.store.delete_file(staged.pop())
+        else:
+            physical = info.bucket
     except ClientDisconnect:
         await _discard(gateway, staged)
         logger.info("client went away during an upload; nothing was stored")
@@ -242,7 +249,7 @@ async def _receive_form(
         raise
     gateway.metrics.bytes_in.inc(info.size)
     logical = parse_bool(fields.get("use_logical_uri", "").strip()) is True  # else physical
-    uri = _result_uri(gateway, bucket, key, logical)
+    uri = _result_uri(gateway, bucket, physical, key, logical)
     return uploaded(uri, info.size)
 
 
@@ -266,7 +273,7 @@ async def upload_raw(
     uri = encode_uri(bucket, key)
     principal.require(Action.write, bucket, key, gateway.mapping)
     info = await receive_raw(gateway, request, uri, principal.name)
-    return uploaded(_result_uri(gateway, bucket, key, use_logical_uri), info.size)
+    return uploaded(_result_uri(gateway, bucket, info.bucket, key, use_logical_uri), info.size)
 
 
 async def receive_raw(gateway: Gateway, request: Request, uri: str, holder: str) -> Any:
@@ -457,7 +464,7 @@ async def upload_from_url(
     with gateway.upload_slots.hold(principal.name):
         bucket, key, info = await gateway.uploads.run_blocking(fetch_and_store)
     gateway.metrics.bytes_in.inc(info.size)
-    uri = _result_uri(gateway, bucket, key, body.use_logical_uri)
+    uri = _result_uri(gateway, bucket, info.bucket, key, body.use_logical_uri)
     return uploaded(uri, info.size)
 
 
