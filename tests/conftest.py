@@ -129,6 +129,26 @@ def pod_network() -> Iterator[Callable[[], PodNetwork]]:
             network.close()
 
 
+# --- A distributed MinIO: four nodes in network namespaces behind nginx ---------------------
+
+from minio_cluster import MinioCluster  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def minio_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioCluster]:
+    """A 4-node erasure-coded MinIO for the session, reached through nginx; failing to start
+    is an error saying what is missing, never a skip. Tests that kill nodes restart them."""
+    cluster = MinioCluster(tmp_path_factory.mktemp("minio-cluster"))
+    try:
+        cluster.start()
+    except RuntimeError as err:
+        pytest.fail(f"could not start the MinIO cluster: {err}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
 # --- The fast tier: `pytest --fast` (scripts/test --fast) ------------------------------------
 #
 # A test needs a server when its fixtures, its own code or the helpers under tests/ that it
@@ -153,6 +173,7 @@ from operator_bed import OperatorProcess  # noqa: E402
 # function marks a test; so does subprocess.Popen, through which anything long-running starts.
 SERVER_STARTS: tuple[tuple[object, str, str], ...] = (
     (servers.MinioServer, "start", "MinIO"),
+    (MinioCluster, "start", "a MinIO cluster"),
     (servers.NginxServer, "start", "nginx"),
     (servers, "ensure_minio", "a MinIO build"),
     (GatewayProcess, "start", "a gateway process"),

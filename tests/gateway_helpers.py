@@ -19,6 +19,9 @@ from gateway_process import ADMIN_TOKEN, GatewayProcess
 from prometheus_client.parser import text_string_to_metric_families
 
 BACKENDS = ["minio", "local"]
+# The contract suite also runs on a 4-node erasure-coded MinIO behind nginx ("cluster"), which
+# the gateway sees as one MinIO endpoint (its backend is "minio").
+CONTRACT_BACKENDS = [*BACKENDS, "cluster"]
 MiB = 1024 * 1024
 
 
@@ -30,11 +33,20 @@ def unique(prefix: str) -> str:
 def backend_settings(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    """The backend part of a gateway YAML: the session MinIO, or a fresh local root."""
+    """The backend part of a gateway YAML: the session MinIO, the session MinIO cluster,
+    or a fresh local root."""
     if backend == "minio":
         server = request.getfixturevalue("minio_server")
         return {"minio": dict(server.config()["minio"])}
+    if backend == "cluster":
+        cluster = request.getfixturevalue("minio_cluster")
+        return {"minio": dict(cluster.config()["minio"])}
     return {"local": {"root": str(tmp_path_factory.mktemp("gateway-local"))}}
+
+
+def backend_kind(backend: str) -> str:
+    """The backend the gateway reports for a parametrised backend (a cluster is MinIO)."""
+    return "minio" if backend == "cluster" else backend
 
 
 def http_client(url: str, token: str | None = None) -> httpx.Client:

@@ -8,6 +8,10 @@ loopback addresses). A server inside listening on ``.address`` is reachable from
 namespace; from inside, the root namespace is reachable at ``.host_address`` (a server there
 must listen on it or on 0.0.0.0, since 127.0.0.1 inside is the namespace's own loopback).
 
+A ``BridgeNetwork`` takes a slot the same way for a Linux bridge in the root namespace
+(198.18.N.1) with several namespaces on it (member ``i`` at 198.18.N.(10+i)), which reach each
+other directly: the nodes of a distributed server.
+
 Slots are allocated under a lock file shared by every test run on the machine, with the owner's
 PID recorded; a slot whose owner died is cleaned up and reused. Needs root and iproute2.
 """
@@ -36,6 +40,8 @@ NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 SLOTS = range(1, NETWORK.num_addresses // 256)
 NAMESPACE_PREFIX = "refstore-pod-"
 VETH_PREFIX = "rspod"  # + slot: at most 8 characters, under the 15 of IFNAMSIZ
+BRIDGE_PREFIX = "rsbr"  # + slot; its members' namespaces and veths add "-<member>"
+MEMBER_ADDRESS_BASE = 10  # member i of a bridge is at 198.18.N.(10 + i)
 STOP_TIMEOUT = 10.0
 
 
@@ -163,14 +169,56 @@ def _our_veths() -> dict[int, str]:
     return found
 
 
+def _member_names(slot: int, member: int) -> tuple[str, str]:
+    return f"{NAMESPACE_PREFIX}{slot}-{member}", f"{VETH_PREFIX}{slot}-{member}"
+
+
+def _member_slot(name: str, prefix: str) -> int | None:
+    """The slot of a bridge member's namespace or veth (``<prefix><slot>-<member>``)."""
+    if not name.startswith(prefix):
+        return None
+    slot, dash, member = name[len(prefix) :].partition("-")
+    return int(slot) if dash and slot.isdigit() and member.isdigit() else None
+
+
+def _our_bridge_parts() -> dict[int, list[tuple[str, str]]]:
+    """Per slot: ("netns" | "link", name) of every bridge, member namespace and member veth."""
+    found: dict[int, list[tuple[str, str]]] = {}
+    for line in _ip("netns", "list").stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if (slot := _member_slot(name, NAMESPACE_PREFIX)) is not None:
+            found.setdefault(slot, []).append(("netns", name))
+    for line in _ip("-o", "link", "show").stdout.splitlines():
+        fields = line.split()
+        name = fields[1].rstrip(":").split("@")[0] if len(fields) > 1 else ""
+        slot = _member_slot(name, VETH_PREFIX)
+        if slot is None:
+            slot = _slot_of(name, BRIDGE_PREFIX)
+        if slot is not None:
+            found.setdefault(slot, []).append(("link", name))
+    return found
+
+
+def _kill_bridge_parts(parts: list[tuple[str, str]]) -> None:
+    """Member namespaces first (with what runs in them), then veths and the bridge."""
+    for kind, name in parts:
+        if kind == "netns":
+            _kill_namespace(name, "")
+    for kind, name in parts:
+        if kind == "link" and _ip("link", "show", "dev", name, check=False).returncode == 0:
+            _ip("link", "del", "dev", name, check=False)
+
+
 def _sweep(state: Path) -> None:
     """Remove what runs that died left behind: slots of ours whose owner is gone."""
-    slots = set(_our_namespaces()) | set(_our_veths())
+    bridge_parts = _our_bridge_parts()
+    slots = set(_our_namespaces()) | set(_our_veths()) | set(bridge_parts)
     slots.update(s for f in state.glob("*.owner") if (s := _slot_of(f.stem, "")) is not None)
     for slot in sorted(slots):
         owner = state / f"{slot}.owner"
         if not _owner_alive(owner):
             _kill_namespace(*_slot_names(slot))
+            _kill_bridge_parts(bridge_parts.get(slot, []))
             owner.unlink(missing_ok=True)
 
 
@@ -189,7 +237,7 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return [net for net in used if net.overlaps(NETWORK) and net.prefixlen > 0]
 
 
-_live: set[PodNetwork] = set()
+_live: set[PodNetwork | BridgeNetwork] = set()
 
 
 @atexit.register
@@ -226,7 +274,7 @@ class PodNetwork:
     @staticmethod
     def _allocate(state: Path) -> int:
         _sweep(state)
-        taken = set(_our_namespaces()) | set(_our_veths())
+        taken = set(_our_namespaces()) | set(_our_veths()) | set(_our_bridge_parts())
         used = _used_networks()
         for slot in SLOTS:
             if slot in taken or _owner_alive(state / f"{slot}.owner"):
@@ -305,6 +353,112 @@ class PodNetwork:
 
     def __repr__(self) -> str:
         return f"PodNetwork({self.namespace!r}, address={self.address!r})"
+
+
+class BridgeNetwork:
+    """A bridge in the root namespace with ``members`` network namespaces on one /24.
+
+    The bridge has ``.host_address`` (198.18.N.1); member ``i`` (1-based) has namespace
+    ``.namespaces[i - 1]`` and address ``.addresses[i - 1]`` (198.18.N.(10 + i)). Members reach
+    each other and the root namespace; the root namespace reaches them.
+    """
+
+    def __init__(self, members: int) -> None:
+        _check_can_run()
+        if not 1 <= members <= 200:
+            raise ValueError(f"a BridgeNetwork has 1 to 200 members, not {members}")
+        self._procs: list[subprocess.Popen[Any]] = []
+        self._closed = False
+        state = _state_dir()
+        with open(state / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.slot = PodNetwork._allocate(state)
+            subnet = _slot_network(self.slot)
+            self.bridge = f"{BRIDGE_PREFIX}{self.slot}"
+            self.host_address = str(subnet.network_address + 1)
+            self.prefixlen = subnet.prefixlen
+            members_range = range(1, members + 1)
+            self._names = [_member_names(self.slot, i) for i in members_range]
+            self.namespaces = [ns for ns, _veth in self._names]
+            self.addresses = [
+                str(subnet.network_address + MEMBER_ADDRESS_BASE + i) for i in members_range
+            ]
+            self._owner_file = state / f"{self.slot}.owner"
+            self._owner_file.write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+            _live.add(self)
+            try:
+                self._create()
+            except BaseException:
+                self.close()
+                raise
+
+    def _create(self) -> None:
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.host_address}/{self.prefixlen}", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        for (ns, veth), address in zip(self._names, self.addresses, strict=True):
+            _ip("netns", "add", ns)
+            _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _ip("link", "set", veth, "master", self.bridge, "up")
+            _ip("-n", ns, "addr", "add", f"{address}/{self.prefixlen}", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "route", "add", "default", "via", self.host_address)
+
+    def exec_prefix(self, member: int) -> list[str]:
+        """argv prefix that runs a command inside member ``member``'s namespace (1-based)."""
+        return [_ip_binary(), "netns", "exec", self.namespaces[member - 1]]
+
+    def popen(self, member: int, argv: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen[Any]:
+        """Start ``argv`` in member ``member``'s namespace, as PodNetwork.popen does."""
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        popen_kwargs.setdefault("preexec_fn", _die_with_parent)
+        argv = [*self.exec_prefix(member), *argv]
+        proc: subprocess.Popen[Any] = subprocess.Popen(argv, **popen_kwargs)
+        self._procs.append(proc)
+        return proc
+
+    def pids(self, member: int) -> list[int]:
+        """PIDs of every process running in member ``member``'s namespace."""
+        return _namespace_pids(self.namespaces[member - 1])
+
+    def close(self) -> None:
+        """Stop what runs inside (SIGTERM, then SIGKILL); delete namespaces, veths, bridge."""
+        if self._closed:
+            return
+        self._closed = True
+        for proc in self._procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for proc in self._procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for ns, veth in self._names:
+            _kill_namespace(ns, veth)
+        if _ip("link", "show", "dev", self.bridge, check=False).returncode == 0:
+            _ip("link", "del", "dev", self.bridge, check=False)
+        self._owner_file.unlink(missing_ok=True)
+        _live.discard(self)
+
+    def __enter__(self) -> BridgeNetwork:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"BridgeNetwork({self.bridge!r}, addresses={self.addresses!r})"
 
 
 class GatewayPod(GatewayProcess):

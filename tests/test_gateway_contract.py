@@ -19,11 +19,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from gateway_helpers import (
-    BACKENDS,
+    CONTRACT_BACKENDS,
     Gateway,
     MiB,
     answer,
     assert_error,
+    backend_kind,
     backend_settings,
     multipart_body,
     running_gateway,
@@ -42,7 +43,7 @@ local_only = pytest.mark.parametrize("gateway", ["local"], indirect=True)
 minio_only = pytest.mark.parametrize("gateway", ["minio"], indirect=True)
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=CONTRACT_BACKENDS)
 def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
@@ -50,18 +51,19 @@ def gateway(
     settings = backend_settings(request.param, request, tmp_path_factory)
     settings["default_bucket"] = unique("default")
     links_to_self = request.param == "local"
-    with running_gateway(request.param, settings, links_to_self=links_to_self) as gw:
+    kind = backend_kind(request.param)
+    with running_gateway(kind, settings, links_to_self=links_to_self) as gw:
         yield gw
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=CONTRACT_BACKENDS)
 def capped(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     """A gateway with a 1 MiB upload cap."""
     settings = backend_settings(request.param, request, tmp_path_factory)
     settings["server"] = {"max_upload_bytes": CAP}
-    with running_gateway(request.param, settings) as gw:
+    with running_gateway(backend_kind(request.param), settings) as gw:
         yield gw
 
 
