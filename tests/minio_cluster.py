@@ -86,9 +86,10 @@ def nginx_block(addresses: list[str], port: int = NODE_PORT) -> str:
 class MinioCluster:
     """``nodes`` MinIO servers forming one erasure-coded deployment, and nginx in front.
 
-    ``endpoint``/``url``/``config()`` address the load balancer (127.0.0.1); ``node_url(i)``
-    a node directly (1-based). ``kill(i)`` SIGKILLs a node, ``start_node(i)`` starts it again
-    on its own directory, ``wait_healthy()`` waits until every node says the cluster is whole.
+        ``endpoint``/``url``/``config()`` address the load balancer (127.0.0.1); ``node_url(i)``
+        a node directly (1-based). ``kill(i)`` SIGKILLs a node, ``start_node(i)`` starts it again
+        on its own directory, ``cut(i)``/``mend(i)`` take a running node off the network and back,
+    ``restore()`` undoes all of that and ``wait_healthy()`` waits until the cluster is whole.
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class MinioCluster:
         self.network: BridgeNetwork | None = None
         self.nginx: NginxServer | None = None
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._cut: set[int] = set()
         self._log_dir: Path | None = None
         self._binary: Path | None = None
         self.start_seconds: float | None = None
@@ -213,6 +215,24 @@ class MinioCluster:
         proc = self._procs.pop(node, None)
         if proc is not None:
             _terminate(proc, signal.SIGKILL, STOP_TIMEOUT)
+
+    def cut(self, node: int) -> None:
+        """Cut node ``node`` off the network: it runs on, but nobody reaches it (a partition)."""
+        self._network().set_link(node, up=False)
+        self._cut.add(node)
+
+    def mend(self, node: int) -> None:
+        """Join a node that was cut off to the network again."""
+        self._network().set_link(node, up=True)
+        self._cut.discard(node)
+
+    def restore(self, timeout: float = START_TIMEOUT) -> float:
+        """Mend every cut, start every killed node, and wait until the cluster is whole."""
+        for node in sorted(self._cut):
+            self.mend(node)
+        for node in range(1, self.nodes + 1):
+            self.start_node(node)
+        return self.wait_healthy(timeout)
 
     def node_healthy(self, node: int) -> bool:
         """Whether node ``node`` sees every drive: the cluster would keep write quorum even

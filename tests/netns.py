@@ -423,6 +423,11 @@ class BridgeNetwork:
         """PIDs of every process running in member ``member``'s namespace."""
         return _namespace_pids(self.namespaces[member - 1])
 
+    def set_link(self, member: int, up: bool) -> None:
+        """Cut member ``member`` off the bridge (its packets vanish, nothing is refused) or
+        join it again."""
+        _ip("link", "set", self._names[member - 1][1], "up" if up else "down")
+
     def close(self) -> None:
         """Stop what runs inside (SIGTERM, then SIGKILL); delete namespaces, veths, bridge."""
         if self._closed:

@@ -1,7 +1,8 @@
 """The gateway on a 4-node erasure-coded MinIO behind nginx (the session ``minio_cluster``),
 through a real ``refstore serve``: one node lost under load costs nothing, two lost keep
 reads and refuse writes in bounded time leaving nothing behind, and restarted nodes take
-writes again without restarting the gateway."""
+writes again without restarting the gateway. Two nodes cut off by the network (alive, but
+unreachable: MinIO then waits for them) make writes answer within the gateway's deadline."""
 
 from __future__ import annotations
 
@@ -58,9 +59,7 @@ def cluster(minio_cluster: MinioCluster) -> Iterator[MinioCluster]:
     try:
         yield minio_cluster
     finally:
-        for node in range(1, minio_cluster.nodes + 1):
-            minio_cluster.start_node(node)
-        minio_cluster.wait_healthy(HEAL_TIMEOUT)
+        minio_cluster.restore(HEAL_TIMEOUT)
 
 
 @pytest.fixture
@@ -272,3 +271,35 @@ def test_restarted_nodes_take_writes_again_without_a_gateway_restart(
     cluster.wait_healthy(HEAL_TIMEOUT)
     assert gateway.keys(bucket, "refused/") == []
     assert node_keys(cluster, 4, bucket, "refused/") == []
+
+
+def test_two_nodes_cut_off_make_writes_answer_within_the_deadline_leaving_nothing(
+    gateway: Gateway, cluster: MinioCluster, bucket: str
+) -> None:
+    """Unlike killed nodes, which refuse connections so that MinIO gives up at once, nodes
+    that are unreachable keep MinIO waiting: only the gateway's read_timeout ends a write."""
+    gateway.put(bucket, "before/0", b"x")
+    cluster.cut(3)
+    cluster.cut(4)
+
+    def write(index: int) -> tuple[httpx.Response, float]:
+        with gateway.client(ADMIN_TOKEN) as http:
+            return timed_put(http, bucket, f"during/{index}", os.urandom(64 * 1024))
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(write, range(2)))
+    print(
+        "\ntwo nodes cut off: "
+        + ", ".join(f"{r.status_code} {r.json().get('code')} after {t:.2f}s" for r, t in answers)
+    )
+    for response, seconds in answers:
+        assert response.status_code in (503, 504), response.text
+        assert response.json()["code"] in ("backend_unavailable", "outcome_unknown")
+        assert READ_TIMEOUT * 0.9 < seconds < WRITE_DEADLINE + SLACK, f"after {seconds:.1f}s"
+    assert node_keys(cluster, 1, bucket, "during/") == []
+
+    healed = cluster.restore(HEAL_TIMEOUT)
+    print(f"two nodes joined again: the cluster is whole after {healed:.2f}s")
+    assert gateway.keys(bucket, "during/") == []
+    assert node_keys(cluster, 3, bucket, "during/") == []
+    assert gateway.read(bucket, "before/0") == b"x"
