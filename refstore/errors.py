@@ -258,6 +258,8 @@ SPECS: tuple[ErrorSpec, ...] = (
         transient=True,
         s3_codes=(
             "SlowDown",
+            "SlowDownWrite",
+            "SlowDownRead",
             "RequestTimeout",
             "InternalError",
             "ServiceUnavailable",

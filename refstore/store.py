@@ -640,7 +640,12 @@ class RefStore:
                 continue
             by_bucket.setdefault(bucket, {}).setdefault(key, []).append(uri)
         for bucket, keys in by_bucket.items():
-            for failure in self._call(self.backend.delete_objects, bucket, list(keys)):
+            try:
+                failures = self._call(self.backend.delete_objects, bucket, list(keys))
+            except errors.BucketNotFoundError as exc:  # MinIO refuses the whole batch
+                failed.update({uri: exc.detail for uris in keys.values() for uri in uris})
+                continue
+            for failure in failures:
                 for uri in keys.get(failure.key, []):
                     failed[uri] = failure.error.detail
         return {

@@ -327,7 +327,8 @@ class LocalBackend:
         except (TypeError, ValueError) as exc:
             raise errors.PermissionDeniedError("malformed presigned link") from exc
         expected = self._signature(method, bucket, key, expires_at)
-        if not hmac.compare_digest(expected, signature or ""):
+        # As bytes: compare_digest refuses str with non-ASCII characters.
+        if not hmac.compare_digest(expected.encode(), (signature or "").encode()):
             raise errors.PermissionDeniedError("presigned link signature does not match")
         if self.clock() > expires_at:
             raise errors.PermissionDeniedError("presigned link has expired")

@@ -18,7 +18,6 @@ observability middleware labels their requests with their path template.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -69,10 +68,9 @@ class FastRoute(BaseRoute):
         self.endpoint = endpoint  # also names the operation in backend-error metrics
         self.name = endpoint.__name__
         self.include_in_schema = False  # the declared route documents it
-        path_regex, self.path_format, self.param_convertors = compile_path(path)
-        # Any character may reach the key check, which refuses a newline with 400; the
-        # router's own templates stop at one (a 404, "no such object", even for an upload).
-        self.path_regex = re.compile(path_regex.pattern, re.DOTALL)
+        # {key:path} matches newlines too (routes_files registers the convertor), so
+        # that the key check refuses them with 400.
+        self.path_regex, self.path_format, self.param_convertors = compile_path(path)
         self.required = dict(required or {})
         self.readers = {**self.required, **(optional or {})}
 

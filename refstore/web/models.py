@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RequestBody(BaseModel):
+    """A JSON request body: a field it does not know is refused (422), not ignored, so
+    that a misspelt or misplaced field cannot pass for a request that did what it says."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ErrorResponse(BaseModel):
@@ -20,7 +27,7 @@ class UploadResponse(BaseModel):
     size: int | None = Field(None, description="Bytes stored")
 
 
-class UrlUploadRequest(BaseModel):
+class UrlUploadRequest(RequestBody):
     url: str = Field(description="http(s) URL to fetch (non-global addresses are refused)")
     logic_bucket: str | None = None
     path: str | None = None
@@ -53,7 +60,7 @@ class FileInfoResponse(BaseModel):
     exists: bool
 
 
-class DeleteRequest(BaseModel):
+class DeleteRequest(RequestBody):
     uris: list[str] = Field(description="URIs to delete (missing objects count as deleted)")
 
 
@@ -115,7 +122,7 @@ class GatewayConfigResponse(BaseModel):
     max_upload_bytes: int = 0
 
 
-class CreateBucketRequest(BaseModel):
+class CreateBucketRequest(RequestBody):
     name: str
     location: str | None = None
 
@@ -145,7 +152,7 @@ class DeleteBucketResponse(BaseModel):
     message: str | None = None
 
 
-class MappingVersionModel(BaseModel):
+class MappingVersionModel(RequestBody):
     source: str = ""
     uid: str = ""
     created: str = Field("", description="RFC 3339 creation time of the source")
@@ -162,7 +169,7 @@ class BucketMappingResponse(BaseModel):
     changed: bool | None = Field(None, description="On PUT: whether the update applied")
 
 
-class UpdateBucketMappingRequest(BaseModel):
+class UpdateBucketMappingRequest(RequestBody):
     enable_bucket_mapping: bool | None = None
     bucket_map: dict[str, str] | None = None
     version: MappingVersionModel | None = Field(

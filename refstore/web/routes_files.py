@@ -12,10 +12,11 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Body, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
 from .. import errors
-from ..keys import build_object_key, nfc, unquote_strict
+from ..keys import build_object_key, normalize_key, unquote_strict
 from ..uri import decode_uri, encode_uri
 from .auth import Principal
 from .models import (
@@ -46,6 +47,18 @@ from .transfer import (
 logger = logging.getLogger("refstore.web")
 
 
+class _AnyPathConvertor(PathConvertor):
+    """``{name:path}`` that matches newlines too (Starlette's stops at one): a key with a
+    newline then reaches the key check, which refuses it with 400, instead of matching
+    no route (404, "no such object", even for an upload)."""
+
+    regex = "(?s:.*)"
+
+
+# Before any route is declared: routes compile their templates when they are made.
+register_url_convertor("path", _AnyPathConvertor())
+
+
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Invalid URI, key, path or parameter",
@@ -66,6 +79,13 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 COMMON = (400, 401, 403, 422, 503)
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+OBJECT_BYTES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The object, with its stored Content-Type", "content": {"*/*": _BINARY}},
+    206: {"description": "The byte range asked for (Range)", "content": {"*/*": _BINARY}},
+    304: {"description": "Not modified (If-None-Match matches the ETag)"},
+}
+"""The answers of a download besides errors."""
 UPLOAD = (408, 409, 413, 429, 504)
 """What an upload may answer besides :data:`COMMON`."""
 
@@ -98,14 +118,16 @@ def exact_path_key(request: Request, key: str) -> str:
     sent, so such a key is refused there.
 
     Raises:
-        InvalidKeyError: the path's escapes are not UTF-8.
+        InvalidKeyError: the path's escapes are not UTF-8, or the key is not valid as
+            sent (an empty segment from a leading, trailing or doubled '/', '.', '..'...).
     """
     raw = request.scope.get("raw_path")
     if raw is not None:
         unquote_strict(raw.partition(b"?")[0])
     elif "\ufffd" in key:
         raise errors.InvalidKeyError(f"U+FFFD in a key this server cannot verify: {key!r}")
-    return nfc(key)  # checked where its URI is built
+    # Checked as sent: building its URI would drop outer slashes, naming another object.
+    return normalize_key(key)
 
 
 def _upload_target(
@@ -304,7 +326,7 @@ async def receive_raw(gateway: Gateway, request: Request, uri: str, holder: str)
 @router.get(
     "/download",
     summary="Download a file (streamed; Range, ETag and If-None-Match supported)",
-    responses={**_errors(*COMMON, 404, 416), 200: {"content": {"application/octet-stream": {}}}},
+    responses={**_errors(*COMMON, 404, 416), **OBJECT_BYTES},
     response_class=Response,
 )
 async def download(
@@ -320,7 +342,7 @@ async def download(
 @router.get(
     FILES_PATH,
     summary="Download by bucket and key (same as /download)",
-    responses={**_errors(*COMMON, 404, 416), 200: {"content": {"application/octet-stream": {}}}},
+    responses={**_errors(*COMMON, 404, 416), **OBJECT_BYTES},
     response_class=Response,
 )
 async def download_path(
@@ -342,7 +364,7 @@ async def read_object(
     "/presigned-url",
     response_model=PresignedURLResponse,
     summary="A URL that allows GET (download) or PUT (upload) without credentials",
-    responses=_errors(*COMMON),
+    responses=_errors(*COMMON, 404),
 )
 async def presigned_url(
     request: Request,
@@ -369,7 +391,7 @@ async def presigned_url(
     "/info",
     response_model=FileInfoResponse,
     summary="File metadata; `exists` is false (and `info` null) for a missing object",
-    responses=_errors(*COMMON),
+    responses=_errors(*COMMON, 404),
 )
 async def file_info(
     gateway: GatewayDep,

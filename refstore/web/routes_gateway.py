@@ -165,10 +165,30 @@ async def put_mapping(
     caller: MappingPrincipalDep,
 ) -> BucketMappingResponse:
     version = MappingVersion(**request.version.model_dump()) if request.version else None
+    require_one_logical_name_per_bucket(request.bucket_map or {})
     changed, snapshot = apply_mapping(
         gateway, request.enable_bucket_mapping, request.bucket_map, version
     )
     return mapping_response(snapshot, changed)
+
+
+def require_one_logical_name_per_bucket(bucket_map: dict[str, str]) -> None:
+    """Refuse two logical names on one physical bucket, as the BucketMapping CRD does: the
+    reverse mapping (physical -> logical, for logical URIs) would keep only one of them.
+
+    Raises:
+        InvalidInputError: a physical bucket is named twice.
+    """
+    by_physical: dict[str, list[str]] = {}
+    for logical, physical in bucket_map.items():
+        by_physical.setdefault(physical, []).append(logical)
+    shared = {physical: names for physical, names in by_physical.items() if len(names) > 1}
+    if shared:
+        physical, names = next(iter(sorted(shared.items())))
+        raise errors.InvalidInputError(
+            f"logical buckets {sorted(names)} all map to the physical bucket {physical!r}; "
+            "each physical bucket may have one logical name"
+        )
 
 
 def apply_mapping(

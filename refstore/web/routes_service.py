@@ -12,7 +12,13 @@ from .. import __version__
 from ..uri import encode_uri
 from .models import HealthResponse, ReadyResponse, UploadResponse
 from .responses import object_response
-from .routes_files import _errors, exact_path_key, receive_raw, uploaded
+from .routes_files import (
+    OBJECT_BYTES,
+    _errors,
+    exact_path_key,
+    receive_raw,
+    uploaded,
+)
 from .state import AWAITING_MAPPING, GatewayDep
 
 router = APIRouter(tags=["service"])
@@ -85,7 +91,7 @@ LinkQuery = Annotated[str, Query(description="Set by the link itself")]
 @local_links.get(
     "/{bucket}/{key:path}",
     summary="Download through a presigned link (expired or tampered: 403)",
-    responses=_errors(403, 404, 416),
+    responses={**_errors(400, 403, 404, 416), **OBJECT_BYTES},
     response_class=Response,
 )
 async def presigned_get(
@@ -105,7 +111,7 @@ async def presigned_get(
     "/{bucket}/{key:path}",
     response_model=UploadResponse,
     summary="Upload the body through a presigned PUT link (expired or tampered: 403)",
-    responses=_errors(403, 408, 413, 429, 503, 504),
+    responses=_errors(400, 403, 408, 413, 429, 503, 504),
 )
 async def presigned_put(
     bucket: str,

@@ -1,13 +1,15 @@
 """Requests are read exactly or refused with a 4xx: query strings and JSON bodies.
 
 Starlette decodes query strings leniently (U+FFFD for bytes that are not UTF-8) and
-``json.loads`` takes UTF-16 and UTF-32 too; either would let two different requests read
-as one. Here a query string must decode as UTF-8 and a JSON body must be UTF-8 (RFC 8259)
-and no larger than ``server.max_json_bytes``.
+``json.loads`` takes UTF-16 and UTF-32 too, and a name given twice; each would let two
+different requests read as one. Here a query string must decode as UTF-8, and a JSON body
+must be UTF-8 (RFC 8259), name each member of an object once and be no larger than
+``server.max_json_bytes``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
@@ -54,8 +56,27 @@ async def utf8_query(request: Request) -> None:
     require_utf8_query(request.scope.get("query_string", b""))
 
 
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members, refusing a name given twice (which json.loads lets the last
+    one win: two readings of one request)."""
+    members: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in members:
+            raise json.JSONDecodeError(f"the name {name!r} is given twice in an object", "", 0)
+        members[name] = value
+    return members
+
+
 class _CheckedBodyRequest(Request):
-    """A request whose body is read whole up front, within the JSON cap and pace."""
+    """A request whose body is read whole up front, within the JSON cap and pace, and
+    parsed as UTF-8 text (json.loads of bytes would guess UTF-16 from NUL bytes, which
+    are valid UTF-8) with every name of an object given once."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            text = (await self.body()).decode("utf-8")  # checked by read_checked
+            self._json = json.loads(text, object_pairs_hook=_unique_names)
+        return self._json
 
     async def read_checked(self, settings: GatewaySettings) -> None:
         limit = settings.server.max_json_bytes
@@ -81,6 +102,8 @@ class _CheckedBodyRequest(Request):
             bytes(body).decode("utf-8")
         except UnicodeDecodeError:
             raise errors.InvalidInputError("a JSON body must be UTF-8 (RFC 8259)") from None
+        if b"\x00" in body:  # never in JSON text; UTF-16 without a BOM is ASCII and NULs
+            raise errors.InvalidInputError("a JSON body must be UTF-8 (RFC 8259)")
         self._body = bytes(body)
 
 
