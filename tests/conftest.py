@@ -22,10 +22,8 @@ from servers import MinioServer  # noqa: E402
 from refstore import RefStore  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
-    """One MinIO server for the whole session; failing to start is an error, never a skip."""
-    server = MinioServer(tmp_path_factory.mktemp("minio-data"))
+def _started_minio(data_dir: Path) -> Iterator[MinioServer]:
+    server = MinioServer(data_dir)
     try:
         server.start()
     except RuntimeError as err:
@@ -35,6 +33,19 @@ def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServ
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """One MinIO server for the whole session; failing to start is an error, never a skip."""
+    yield from _started_minio(tmp_path_factory.mktemp("minio-data"))
+
+
+@pytest.fixture(scope="module")
+def private_minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """A MinIO server of the module's own, for tests that pause or kill it, or that check
+    (and repair) everything on it: the session server holds other modules' buckets."""
+    yield from _started_minio(tmp_path_factory.mktemp("private-minio-data"))
 
 
 @pytest.fixture

@@ -71,17 +71,8 @@ def faults_report() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
-    server = MinioServer(tmp_path_factory.mktemp("faults-minio"))
-    try:
-        server.start()
-    except RuntimeError as err:
-        server.close()
-        pytest.fail(f"could not start MinIO: {err}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.close()
+def minio(private_minio_server: MinioServer) -> MinioServer:
+    return private_minio_server
 
 
 def direct(server: MinioServer) -> Minio:

@@ -192,10 +192,12 @@ def _stream(data: bytes) -> Any:
 
 
 @pytest.fixture(scope="module")
-def bed(minio_server: MinioServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
+def bed(
+    private_minio_server: MinioServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Bed]:
     suffix = uuid.uuid4().hex[:8]
     main, other = f"hc-main-{suffix}", f"hc-other-{suffix}"
-    minio_settings = dict(minio_server.config()["minio"])
+    minio_settings = dict(private_minio_server.config()["minio"])
     client = Minio(
         minio_settings["endpoint"],
         minio_settings["access_key"],
@@ -240,7 +242,7 @@ def bed(minio_server: MinioServer, tmp_path_factory: pytest.TempPathFactory) -> 
                 "src": f"http://127.0.0.1:{source.port}",
                 "port": str(source.port),
             }
-            bed = Bed(gateway, client, minio_server, env, source)
+            bed = Bed(gateway, client, private_minio_server, env, source)
             bed.seed()
             version = rows.MAPPING_VERSION
             body = {"enable_bucket_mapping": False, "bucket_map": {}, "version": version}
