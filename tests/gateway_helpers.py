@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -228,3 +229,70 @@ def answer(response: httpx.Response) -> tuple[int, dict[str, str], bytes]:
     """Status, the compared headers and the body of an answer."""
     headers = {name: response.headers.get(name, "") for name in COMPARED_HEADERS}
     return response.status_code, headers, response.content
+
+
+class HandSentUpload:
+    """An upload written to a socket by hand: the head and as much body as asked, then
+    nothing until told (or the socket is closed)."""
+
+    def __init__(self, gateway: Gateway, head: bytes, body: bytes = b"") -> None:
+        host, port = gateway.url.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.sendall(head + body)
+
+    @classmethod
+    def raw(
+        cls, gateway: Gateway, key: str, sent: bytes, length: int, token: str = ADMIN_TOKEN
+    ) -> HandSentUpload:
+        head = (
+            f"PUT /files/fair/{key} HTTP/1.1\r\nHost: gateway\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\n\r\n"
+        ).encode()
+        return cls(gateway, head, sent)
+
+    @classmethod
+    def form(
+        cls, gateway: Gateway, body_so_far: bytes, boundary: str, token: str = ADMIN_TOKEN
+    ) -> HandSentUpload:
+        head = (
+            f"POST /upload HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+        upload = cls(gateway, head)
+        upload.send_chunk(body_so_far)
+        return upload
+
+    def send_chunk(self, data: bytes) -> None:
+        """One chunk of a chunked body."""
+        if data:
+            self.sock.sendall(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+    def answer(self, timeout: float) -> tuple[int, bytes]:
+        """(status, body) of the answer, read within ``timeout`` seconds."""
+        self.sock.settimeout(timeout)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            piece = self.sock.recv(65536)
+            if not piece:
+                break
+            data += piece
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            piece = self.sock.recv(65536)
+            if not piece:
+                break
+            body += piece
+        return int(head.split(b" ")[1]), body
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def uploads_in_progress(gateway: Gateway) -> float:
+    return gateway.metrics()[("refstore_uploads_in_progress", ())]

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,16 +107,6 @@ def mapping_requests(pod: GatewayPod) -> dict[str, float]:
             ):
                 counts[labels["status"]] = counts.get(labels["status"], 0) + sample.value
     return counts
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> float:
-    """Seconds until ``condition()`` holds; AssertionError naming ``what`` after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 # -- Kubernetes objects -------------------------------------------------------------------

@@ -12,14 +12,23 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from gateway_helpers import BACKENDS, Gateway, assert_error, backend_settings, running_gateway
+from gateway_helpers import (
+    BACKENDS,
+    Gateway,
+    HandSentUpload,
+    assert_error,
+    backend_settings,
+    running_gateway,
+    uploads_in_progress,
+)
 from gateway_process import ADMIN_TOKEN
+from polling import wait_until
 from servers import MinioServer
 
 from refstore import errors
@@ -51,69 +60,6 @@ def gateway_for(backend: str, request, tmp_path_factory, **server: Any) -> Itera
         yield gateway
 
 
-class HandSentUpload:
-    """An upload written to a socket by hand: the head and as much body as asked, then
-    nothing until told (or the socket is closed)."""
-
-    def __init__(self, gateway: Gateway, head: bytes, body: bytes = b"") -> None:
-        host, port = gateway.url.removeprefix("http://").split(":")
-        self.sock = socket.create_connection((host, int(port)))
-        self.sock.sendall(head + body)
-
-    @classmethod
-    def raw(
-        cls, gateway: Gateway, key: str, sent: bytes, length: int, token: str = ADMIN_TOKEN
-    ) -> HandSentUpload:
-        head = (
-            f"PUT /files/fair/{key} HTTP/1.1\r\nHost: gateway\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\n\r\n"
-        ).encode()
-        return cls(gateway, head, sent)
-
-    @classmethod
-    def form(
-        cls, gateway: Gateway, body_so_far: bytes, boundary: str, token: str = ADMIN_TOKEN
-    ) -> HandSentUpload:
-        head = (
-            f"POST /upload HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n"
-        ).encode()
-        upload = cls(gateway, head)
-        upload.send_chunk(body_so_far)
-        return upload
-
-    def send_chunk(self, data: bytes) -> None:
-        """One chunk of a chunked body."""
-        if data:
-            self.sock.sendall(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-
-    def answer(self, timeout: float) -> tuple[int, bytes]:
-        """(status, body) of the answer, read within ``timeout`` seconds."""
-        self.sock.settimeout(timeout)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            piece = self.sock.recv(65536)
-            if not piece:
-                break
-            data += piece
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(body) < length:
-            piece = self.sock.recv(65536)
-            if not piece:
-                break
-            body += piece
-        return int(head.split(b" ")[1]), body
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def stalled_form(gateway: Gateway, path: str, token: str = ADMIN_TOKEN) -> HandSentUpload:
     """A form whose file part starts and never ends (about 200 bytes sent)."""
     boundary = uuid.uuid4().hex
@@ -123,20 +69,6 @@ def stalled_form(gateway: Gateway, path: str, token: str = ADMIN_TOKEN) -> HandS
         "Content-Type: application/octet-stream\r\n\r\nsome bytes"
     ).encode()
     return HandSentUpload.form(gateway, body, boundary, token)
-
-
-def uploads_in_progress(gateway: Gateway) -> float:
-    return gateway.metrics()[("refstore_uploads_in_progress", ())]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until ``condition()`` held; fails after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 def short_calls_answer(gateway: Gateway, uri: str, within: float) -> dict[str, float]:
@@ -375,16 +307,6 @@ def pausable_minio(tmp_path_factory) -> Iterator[MinioServer]:
         yield server
 
 
-@contextmanager
-def paused(server: MinioServer) -> Iterator[None]:
-    assert server.pid is not None
-    os.kill(server.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.pid, signal.SIGCONT)
-
-
 def test_a_paused_backend_makes_ready_say_503_in_time_and_sheds_queued_calls(
     pausable_minio, tmp_path_factory
 ):
@@ -393,7 +315,7 @@ def test_a_paused_backend_makes_ready_say_503_in_time_and_sheds_queued_calls(
     settings["server"] = {"storage_threads": 1, "max_queued_calls": 1, "ready_timeout": 1}
     with running_gateway("minio", settings) as gateway:
         uri = gateway.put("fair", "present/object.txt", b"here before")
-        with paused(pausable_minio):
+        with pausable_minio.paused():
             for _ in range(4):  # probes stuck in the hung backend do not pile up
                 started = time.monotonic()
                 ready = gateway.admin.get("/ready")
@@ -434,7 +356,7 @@ def test_a_write_sent_whole_and_unanswered_is_504_outcome_unknown(pausable_minio
     be stored, and says so; once MinIO resumes, the object is either whole or absent."""
     with running_gateway("minio", outcome_settings(pausable_minio)) as gateway:
         gateway.put("fair", "known/bucket", b"the bucket exists")
-        with paused(pausable_minio):
+        with pausable_minio.paused():
             started = time.monotonic()
             answer = gateway.admin.put("/files/fair/unknown/small", content=b"s" * 1000)
             elapsed = time.monotonic() - started
@@ -450,7 +372,7 @@ def test_a_write_cut_off_before_its_end_is_503_and_never_appears(pausable_minio)
     write did not happen (503), and nothing appears once MinIO resumes."""
     with running_gateway("minio", outcome_settings(pausable_minio)) as gateway:
         gateway.put("fair", "known/bucket", b"the bucket exists")
-        with paused(pausable_minio):
+        with pausable_minio.paused():
             answer = gateway.admin.put("/files/fair/unknown/big", content=b"b" * (64 * MiB))
         assert_error(answer, 503, "backend_unavailable")
         wait_until(lambda: gateway.admin.get("/ready").status_code == 200, 15, "ready again")
@@ -465,7 +387,7 @@ def test_the_sdk_does_not_repeat_a_form_upload_whose_outcome_is_unknown(pausable
     with running_gateway("minio", outcome_settings(pausable_minio)) as gateway:
         gateway.put("fair", "known/bucket", b"the bucket exists")
         with GatewayClient(gateway.url, api_key=ADMIN_TOKEN, retry=3) as client:
-            with paused(pausable_minio), pytest.raises(errors.OutcomeUnknownError) as raised:
+            with pausable_minio.paused(), pytest.raises(errors.OutcomeUnknownError) as raised:
                 client.upload_file(b"u" * 1000, "form.txt")  # no path: POST /upload
             assert raised.value.status == 504
         posts = [

@@ -24,12 +24,18 @@ from typing import Any
 import httpx
 import pytest
 import urllib3
-from gateway_helpers import Gateway, multipart_body, running_gateway
+from gateway_helpers import (
+    Gateway,
+    HandSentUpload,
+    multipart_body,
+    running_gateway,
+    uploads_in_progress,
+)
 from gateway_process import ADMIN_TOKEN
 from minio import Minio
 from minio.error import S3Error
+from polling import wait_until
 from servers import MinioServer
-from test_fairness import HandSentUpload, paused, uploads_in_progress, wait_until
 
 MiB = 1024 * 1024
 BUCKET = "faults"
@@ -208,7 +214,7 @@ class BodyUpload:
 def fault(kind: str, server: MinioServer) -> Iterator[None]:
     """MinIO killed (SIGKILL, then started again) or paused (SIGSTOP, then SIGCONT)."""
     if kind == "pause":
-        with paused(server):
+        with server.paused():
             yield
         return
     server.kill()
@@ -288,7 +294,7 @@ def test_minio_paused_under_a_small_body_sent_whole(
     data = os.urandom(512 * 1024)
     upload = BodyUpload(gateway, kind, chunked, key, data)
     try:
-        with paused(minio):
+        with minio.paused():
             started = time.monotonic()
             upload.finish()
             status, body = upload.answer(timeout=REACTION_BOUND + 10)

@@ -32,8 +32,8 @@ from operator_bed import (
     pod_name,
     serves,
     service,
-    wait_until,
 )
+from polling import wait_until
 
 RESYNC = 2.0
 
