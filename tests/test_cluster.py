@@ -296,8 +296,8 @@ def test_two_nodes_cut_off_make_writes_answer_within_the_deadline_leaving_nothin
         assert response.status_code in (503, 504), response.text
         assert response.json()["code"] in ("backend_unavailable", "outcome_unknown")
         assert READ_TIMEOUT * 0.9 < seconds < WRITE_DEADLINE + SLACK, f"after {seconds:.1f}s"
-    assert node_keys(cluster, 1, bucket, "during/") == []
-
+    # A listing now would itself wait on the unreachable nodes: what was stored is read
+    # once they are back, through the gateway and through a node that was cut off.
     healed = cluster.restore(HEAL_TIMEOUT)
     print(f"two nodes joined again: the cluster is whole after {healed:.2f}s")
     assert gateway.keys(bucket, "during/") == []

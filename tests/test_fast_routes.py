@@ -261,7 +261,7 @@ def test_a_key_with_a_newline_is_refused_as_an_invalid_key(
     response, route = gateway.request(method, f"{MINE}/a%0Ab", content=body)
     assert isinstance(route, FastRoute)
     assert response.status_code == 400, response.text
-    assert response.json()["code"] == "invalid_uri"
+    assert response.json()["code"] == "invalid_key"
     assert "control characters" in response.json()["detail"]
 
 
