@@ -20,6 +20,7 @@ from .errors import (
     InvalidBucketNameError,
     InvalidInputError,
     InvalidKeyError,
+    InvalidPartError,
     InvalidRangeError,
     NotFoundError,
     ObjectNotFoundError,
@@ -31,6 +32,8 @@ from .errors import (
     SourceError,
     TooManyRequestsError,
     UnsafeURLError,
+    UploadExpiredError,
+    UploadNotFoundError,
     URIParseError,
 )
 from .uri import (
@@ -121,6 +124,7 @@ __all__ = [
     "InvalidBucketNameError",
     "InvalidInputError",
     "InvalidKeyError",
+    "InvalidPartError",
     "InvalidRangeError",
     "MappingVersion",
     "NotFoundError",
@@ -139,6 +143,8 @@ __all__ = [
     "TooManyRequestsError",
     "URIParseError",
     "UnsafeURLError",
+    "UploadExpiredError",
+    "UploadNotFoundError",
     "__version__",
     "decode_uri",
     "encode_uri",

@@ -19,13 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .backends import ObjectInfo, ObjectStream
-from .backends.base import CHUNK_SIZE
+from .backends.base import CHUNK_SIZE, UploadedPart
 from .buckets import BucketManager
 from .config import StoreConfig
 from .mapping import BucketMap, MappingHolder, MappingVersion
 from .progress import ProgressCallback
 from .retry import RetryHandler
 from .store import ChunkReader, RefStore, UploadData
+from .uploads import MultipartUpload
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -256,12 +257,34 @@ class AsyncRefStore(_Threaded):
     delete_file = _threaded(RefStore.delete_file, "_sync")
     delete_files = _threaded(RefStore.delete_files, "_sync")
     list_files = _threaded(RefStore.list_files, "_sync")
+    start_upload = _threaded(RefStore.start_upload, "_sync")
+    list_parts = _threaded(RefStore.list_parts, "_sync")
+    complete_upload = _threaded(RefStore.complete_upload, "_sync")
+    abort_upload = _threaded(RefStore.abort_upload, "_sync")
+    presign_part = _threaded(RefStore.presign_part, "_sync")
+    list_uploads = _threaded(RefStore.list_uploads, "_sync")
 
     def verify_presigned_link(
-        self, method: str, bucket: str, key: str, expires: str, signature: str
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        expires: str,
+        signature: str,
+        part: tuple[str, int] | None = None,
     ) -> None:
         """As :meth:`RefStore.verify_presigned_link` (no I/O, so not a coroutine)."""
-        self._sync.verify_presigned_link(method, bucket, key, expires, signature)
+        self._sync.verify_presigned_link(method, bucket, key, expires, signature, part)
+
+    async def upload_part(
+        self,
+        upload: MultipartUpload,
+        number: int,
+        data: UploadData | AsyncIterable[bytes],
+        length: int | None = None,
+    ) -> UploadedPart:
+        """As :meth:`RefStore.upload_part`; also accepts an async iterable of chunks."""
+        return await self._run(self._sync.upload_part, upload, number, self._bridge(data), length)
 
     @property
     def mapping(self) -> MappingHolder:

@@ -13,12 +13,15 @@ transient errors that retries repeat::
     │   └── OutcomeUnknownError     T    504  a write timed out once sent: it may have happened
     ├── NotFoundError                    404
     │   ├── ObjectNotFoundError          404  no such object (also builtins.FileNotFoundError)
-    │   └── BucketNotFoundError          404  no such bucket
+    │   ├── BucketNotFoundError          404  no such bucket
+    │   └── UploadNotFoundError          404  no such upload session (completed, aborted)
+    │       └── UploadExpiredError       410  the upload session's time ran out
     ├── InvalidInputError                400  refused before any I/O (also ValueError)
     │   ├── URIParseError                400  not an ``s3://bucket/key`` URI
     │   ├── InvalidKeyError              400  unsafe or malformed object key, path or filename
     │   ├── InvalidBucketNameError       400  bucket name breaks the S3 naming rules
     │   ├── InvalidRangeError            416  byte range outside the object
+    │   ├── InvalidPartError             400  a part missing, too small or not as listed
     │   └── UnsafeURLError               400  ``upload_from_url`` refused the source URL
     ├── PermissionDeniedError            403  credentials lack the right
     │   │                                     (also builtins.PermissionError)
@@ -135,6 +138,18 @@ class BucketNotFoundError(NotFoundError):
     code = "bucket_not_found"
 
 
+class UploadNotFoundError(NotFoundError):
+    """The upload session does not exist (never did, or was completed or aborted)."""
+
+    code = "upload_not_found"
+
+
+class UploadExpiredError(UploadNotFoundError):
+    """The upload session's time ran out; its parts are (or will be) swept away."""
+
+    code = "upload_expired"
+
+
 class InvalidInputError(RefStoreError, ValueError):
     """The input was refused before any I/O."""
 
@@ -163,6 +178,13 @@ class InvalidRangeError(InvalidInputError):
     """The requested byte range does not overlap the object."""
 
     code = "invalid_range"
+
+
+class InvalidPartError(InvalidInputError):
+    """A multipart upload cannot be completed or continued with these parts: one is
+    missing, smaller than allowed, out of order or not the part that was stored."""
+
+    code = "invalid_part"
 
 
 class UnsafeURLError(InvalidInputError):
@@ -275,11 +297,18 @@ SPECS: tuple[ErrorSpec, ...] = (
     _spec(NotFoundError, 404, fallback_statuses=(404,)),
     _spec(ObjectNotFoundError, 404, s3_codes=("NoSuchKey", "NoSuchObject")),
     _spec(BucketNotFoundError, 404, s3_codes=("NoSuchBucket",)),
+    _spec(UploadNotFoundError, 404, s3_codes=("NoSuchUpload",)),
+    _spec(UploadExpiredError, 410),
     _spec(InvalidInputError, 400, fallback_statuses=(400, 422)),
     _spec(URIParseError, 400),
     _spec(InvalidKeyError, 400, s3_codes=("KeyTooLongError", "XMinioInvalidObjectName")),
     _spec(InvalidBucketNameError, 400, s3_codes=("InvalidBucketName",)),
     _spec(InvalidRangeError, 416, s3_codes=("InvalidRange",), fallback_statuses=(416,)),
+    _spec(
+        InvalidPartError,
+        400,
+        s3_codes=("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "InvalidPartNumber"),
+    ),
     _spec(UnsafeURLError, 400),
     _spec(
         PermissionDeniedError,

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from . import errors
 from .backends import Backend, ListedObject, ObjectInfo, ObjectStream, create_backend
-from .backends.base import CHUNK_SIZE
+from .backends.base import CHUNK_SIZE, PendingUpload, UploadedPart
 from .backends.local import LocalBackend
 from .buckets import BucketManager
 from .config import DEFAULT_LOCAL_ROOT, MAX_PRESIGN_SECONDS, StoreConfig
@@ -26,6 +26,7 @@ from .mapping import BucketMap, MappingHolder, MappingVersion
 from .progress import ProgressCallback
 from .retry import RetryHandler
 from .sizes import format_size
+from .uploads import MultipartUpload, choose_part_size
 from .uri import decode_uri, encode_uri
 
 T = TypeVar("T")
@@ -440,6 +441,126 @@ class RefStore:
         self._call(self.backend.copy_object, src_bucket, src_key, dst_bucket, dst_key)
         return dst_uri
 
+    # -- multipart uploads -----------------------------------------------------
+
+    def start_upload(
+        self,
+        s3_uri: str,
+        *,
+        size: int | None = None,
+        part_size: int | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> MultipartUpload:
+        """Start a multipart upload of ``s3_uri``: send its parts with :meth:`upload_part`
+        (in any order, in parallel, again after a failure), then :meth:`complete_upload`;
+        until then no object appears. The part size is chosen within S3's limits.
+
+        Raises:
+            URIParseError, InvalidKeyError: invalid target.
+            InvalidInputError: ``part_size`` outside 5 MiB..5 GiB.
+            ObjectTooLargeError: ``size`` does not fit in 10,000 parts.
+        """
+        bucket, key, _ = self._resolve(s3_uri)
+        chosen = choose_part_size(size, part_size)
+        content_type = content_type or mimetypes.guess_type(key)[0] or "application/octet-stream"
+        self._ensure_bucket(bucket)
+        upload_id = self._call(
+            self.backend.create_multipart,
+            bucket,
+            key,
+            content_type=content_type,
+            metadata=dict(metadata or {}),
+        )
+        return MultipartUpload(bucket, key, upload_id, chosen, size)
+
+    def upload_part(
+        self, upload: MultipartUpload, number: int, data: UploadData, length: int | None = None
+    ) -> UploadedPart:
+        """Store part ``number`` (from 1) of ``upload``, replacing one sent before.
+
+        Raises:
+            UploadNotFoundError: the upload was completed or aborted.
+            InvalidPartError: ``number`` outside 1..10,000.
+            InvalidInputError: the part is larger than the upload's part size, or its
+                length is unknown.
+        """
+        stream, known, replay_from = _as_stream(data)
+        if length is not None:
+            known = length
+        if known < 0:
+            raise errors.InvalidInputError("a part needs a known length")
+        if known > upload.part_size:
+            raise errors.InvalidPartError(
+                f"part {number} has {known} bytes; this upload's parts have at most "
+                f"{upload.part_size}"
+            )
+
+        def put() -> UploadedPart:
+            if replay_from is not None:
+                stream.seek(replay_from)
+            return self.backend.upload_part(
+                upload.bucket, upload.key, upload.upload_id, number, stream, known
+            )
+
+        return self._call(put) if replay_from is not None else put()
+
+    def list_parts(self, upload: MultipartUpload) -> list[UploadedPart]:
+        """The parts of ``upload`` stored so far, by number.
+
+        Raises:
+            UploadNotFoundError: the upload was completed or aborted.
+        """
+        return self._call(self.backend.list_parts, upload.bucket, upload.key, upload.upload_id)
+
+    def complete_upload(
+        self, upload: MultipartUpload, parts: list[UploadedPart] | None = None
+    ) -> ObjectInfo:
+        """Join ``parts`` (default: every stored part) into the object, atomically.
+
+        Raises:
+            InvalidPartError: a part is missing, out of order, not as stored, or too
+                small (every part but the last has at least 5 MiB); nothing is created
+                and the upload stays open.
+            UploadNotFoundError: the upload was completed or aborted.
+        """
+        stored = {part.number: part for part in self.list_parts(upload)}
+        if parts is None:
+            parts = list(stored.values())
+        if upload.size is not None:
+            total = sum(stored[part.number].size for part in parts if part.number in stored)
+            if total != upload.size:
+                raise errors.InvalidPartError(
+                    f"the parts hold {total} bytes; the upload announced {upload.size}"
+                )
+        return self.backend.complete_multipart(upload.bucket, upload.key, upload.upload_id, parts)
+
+    def abort_upload(self, upload: MultipartUpload) -> None:
+        """Abort ``upload`` and free its parts; aborting it again does nothing."""
+        self._call(self.backend.abort_multipart, upload.bucket, upload.key, upload.upload_id)
+
+    def presign_part(
+        self, upload: MultipartUpload, number: int, expiry_seconds: int | None = None
+    ) -> str:
+        """A URL that stores part ``number`` of ``upload`` by PUT, without credentials:
+        that part of that upload only, until it expires.
+
+        Raises:
+            InvalidInputError: expiry outside 1 s..7 days, or ``number`` outside 1..10,000.
+        """
+        expiry = self._expiry(expiry_seconds)
+        return self._call(
+            self.backend.presign_part, upload.bucket, upload.key, upload.upload_id, number, expiry
+        )
+
+    def list_uploads(
+        self, logic_bucket: str | None = None, prefix: str = ""
+    ) -> list[PendingUpload]:
+        """The multipart uploads in progress in a bucket (default: default_bucket)."""
+        validate_prefix(prefix)
+        bucket = self.mapping.current.physical(logic_bucket or self.default_bucket)
+        return self._call(self.backend.list_multipart, bucket, prefix)
+
     # -- download --------------------------------------------------------------
 
     def open(self, s3_uri: str, *, offset: int = 0, length: int | None = None) -> ObjectStream:
@@ -538,6 +659,11 @@ class RefStore:
         method = method.upper()
         if method not in PRESIGN_METHODS:
             raise errors.InvalidInputError(f"method must be GET or PUT, got {method!r}")
+        expiry = self._expiry(expiry_seconds)
+        bucket, key, _ = self._resolve(s3_uri)
+        return self._call(self.backend.presign, method, bucket, key, expiry)
+
+    def _expiry(self, expiry_seconds: int | None) -> int:
         expiry = self.presigned_expiry if expiry_seconds is None else expiry_seconds
         if (
             not isinstance(expiry, int)
@@ -548,13 +674,19 @@ class RefStore:
                 f"expiry_seconds must be an integer from 1 to {MAX_PRESIGN_SECONDS} (7 days), "
                 f"got {expiry!r}"
             )
-        bucket, key, _ = self._resolve(s3_uri)
-        return self._call(self.backend.presign, method, bucket, key, expiry)
+        return expiry
 
     def verify_presigned_link(
-        self, method: str, bucket: str, key: str, expires: str, signature: str
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        expires: str,
+        signature: str,
+        part: tuple[str, int] | None = None,
     ) -> None:
-        """Check a presigned link of the local backend (which the gateway serves itself).
+        """Check a presigned link of the local backend (which the gateway serves itself);
+        ``part`` is the (upload id, part number) of a link for one part.
 
         Raises:
             PermissionDeniedError: tampered, expired, or for another method.
@@ -562,7 +694,7 @@ class RefStore:
         """
         if not isinstance(self.backend, LocalBackend):
             raise errors.InvalidInputError("only the local backend's links are served here")
-        self.backend.verify_presigned(method.upper(), bucket, key, expires, signature)
+        self.backend.verify_presigned(method.upper(), bucket, key, expires, signature, part)
 
     def get_download_url(self, s3_uri: str, expiry_seconds: int | None = None) -> str:
         """Presigned GET URL (refstore 0.3.0 name)."""

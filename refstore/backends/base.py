@@ -13,6 +13,10 @@ from ..errors import RefStoreError
 from ..progress import ProgressCallback
 
 CHUNK_SIZE = 1024 * 1024
+# S3's limits of multipart uploads, kept by every backend.
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
+MAX_PARTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,25 @@ class ListedObject:
 class BucketInfo:
     name: str
     creation_date: datetime | None
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    """One stored part of a multipart upload (``number`` from 1)."""
+
+    number: int
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class PendingUpload:
+    """A multipart upload that was started and neither completed nor aborted."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    started: datetime | None
 
 
 @dataclass(frozen=True)
@@ -173,6 +196,31 @@ class Backend(Protocol):
     ) -> ObjectInfo: ...
 
     def presign(self, method: str, bucket: str, key: str, expiry_seconds: int) -> str: ...
+
+    # Multipart uploads: parts of MIN_PART_SIZE..MAX_PART_SIZE bytes (the last one may be
+    # smaller), numbered 1..MAX_PARTS; the object appears whole on completion or not at all.
+
+    def create_multipart(
+        self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str]
+    ) -> str: ...
+
+    def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, data: BinaryIO, length: int
+    ) -> UploadedPart: ...
+
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> list[UploadedPart]: ...
+
+    def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: list[UploadedPart]
+    ) -> ObjectInfo: ...
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None: ...
+
+    def list_multipart(self, bucket: str, prefix: str = "") -> list[PendingUpload]: ...
+
+    def presign_part(
+        self, bucket: str, key: str, upload_id: str, number: int, expiry_seconds: int
+    ) -> str: ...
 
     def bucket_exists(self, bucket: str) -> bool: ...
 

@@ -2,8 +2,11 @@
 
 Objects are written to a temporary file and renamed into place, so readers
 never see a partial object. Metadata lives in a parallel tree under
-``<root>/.refstore/meta``. Presigned links are HMAC-signed and expiring; the
-gateway serves them (see :meth:`LocalBackend.verify_presigned`).
+``<root>/.refstore/meta``. A multipart upload stages its parts as files under
+``<root>/.refstore/uploads/<upload id>/`` until it is completed (the parts joined
+into a temporary file that is renamed into place) or aborted. Presigned links are
+HMAC-signed and expiring; the gateway serves them (see
+:meth:`LocalBackend.verify_presigned`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -28,15 +32,20 @@ from ..keys import validate_bucket_name, validate_key, validate_prefix
 from ..progress import ProgressCallback
 from .base import (
     CHUNK_SIZE,
+    MAX_PARTS,
+    MIN_PART_SIZE,
     BucketInfo,
     DeleteFailure,
     ListedObject,
     ObjectInfo,
     ObjectStream,
+    PendingUpload,
+    UploadedPart,
 )
 
 SYSTEM_DIR = ".refstore"
 PRESIGN_PATH = "/presigned"
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def _mtime(path: Path | os.DirEntry[str]) -> datetime:
@@ -69,9 +78,10 @@ class LocalBackend:
         self._system = self.root / SYSTEM_DIR
         self._tmp = self._system / "tmp"
         self._meta = self._system / "meta"
+        self._uploads = self._system / "uploads"
         try:
-            self._tmp.mkdir(parents=True, exist_ok=True)
-            self._meta.mkdir(parents=True, exist_ok=True)
+            for directory in (self._tmp, self._meta, self._uploads):
+                directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise errors.ConfigError(f"cannot use {self.root} as local storage: {exc}") from exc
         self._secret = (secret or self._stored_secret()).encode()
@@ -157,39 +167,65 @@ class LocalBackend:
         progress: ProgressCallback | None = None,
     ) -> ObjectInfo:
         target = self._object_path(bucket, key)
-        digest = hashlib.md5(usedforsecurity=False)
-        size = 0
-        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="upload-")
-        temp = Path(name)
+        temp = self._temp_path()
         try:
-            with os.fdopen(fd, "wb") as out:
-                while True:
-                    want = CHUNK_SIZE if length < 0 else min(CHUNK_SIZE, length - size)
-                    if want == 0:
-                        break
-                    chunk = data.read(want)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                    if progress:
-                        progress(len(chunk))
-            if 0 <= length != size:
-                raise errors.InvalidInputError(
-                    f"stream ended after {size} of {length} announced bytes", bucket=bucket, key=key
-                )
-            meta = {"etag": digest.hexdigest(), "content_type": content_type, "metadata": metadata}
-            meta_temp = temp.with_suffix(".json")
-            meta_temp.write_text(json.dumps(meta))
-            self._place(temp, target, bucket, key)
-            meta_target = self._meta_path(bucket, key)
-            meta_target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(meta_temp, meta_target)
+            etag = self._write(temp, data, length, progress, bucket, key)
+            meta = {"etag": etag, "content_type": content_type, "metadata": metadata}
+            self._commit(temp, meta, bucket, key)
         finally:
             temp.unlink(missing_ok=True)
             temp.with_suffix(".json").unlink(missing_ok=True)
         return self._info(bucket, key, target)
+
+    def _temp_path(self) -> Path:
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="upload-")
+        os.close(fd)
+        return Path(name)
+
+    @staticmethod
+    def _write(
+        path: Path,
+        data: BinaryIO,
+        length: int,
+        progress: ProgressCallback | None,
+        bucket: str,
+        key: str,
+    ) -> str:
+        """Copy ``data`` (``length`` bytes, or to its end when negative) into ``path``;
+        return the MD5 hex digest of what was written.
+
+        Raises:
+            InvalidInputError: ``data`` ended before ``length`` bytes.
+        """
+        digest = hashlib.md5(usedforsecurity=False)
+        size = 0
+        with path.open("wb") as out:
+            while True:
+                want = CHUNK_SIZE if length < 0 else min(CHUNK_SIZE, length - size)
+                if want == 0:
+                    break
+                chunk = data.read(want)
+                if not chunk:
+                    break
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                if progress:
+                    progress(len(chunk))
+        if 0 <= length != size:
+            raise errors.InvalidInputError(
+                f"stream ended after {size} of {length} announced bytes", bucket=bucket, key=key
+            )
+        return digest.hexdigest()
+
+    def _commit(self, temp: Path, meta: dict[str, Any], bucket: str, key: str) -> None:
+        """Rename the written ``temp`` into place as ``bucket/key``, with ``meta``."""
+        meta_temp = temp.with_suffix(".json")
+        meta_temp.write_text(json.dumps(meta))
+        self._place(temp, self._object_path(bucket, key), bucket, key)
+        meta_target = self._meta_path(bucket, key)
+        meta_target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(meta_temp, meta_target)
 
     def open_object(
         self, bucket: str, key: str, *, offset: int = 0, length: int | None = None
@@ -295,29 +331,194 @@ class LocalBackend:
                 metadata=source.info.metadata,
             )
 
+    # multipart uploads
+
+    def _upload_dir(self, bucket: str, key: str, upload_id: str) -> Path:
+        """The staging directory of ``upload_id``, which must be an upload of bucket/key.
+
+        Raises:
+            UploadNotFoundError: no such upload (or one of another object).
+        """
+        missing = errors.UploadNotFoundError(
+            f"no upload {upload_id!r} of {bucket}/{key}", bucket=bucket, key=key
+        )
+        if not isinstance(upload_id, str) or not _UPLOAD_ID.fullmatch(upload_id):
+            raise missing
+        directory = self._uploads / upload_id
+        try:
+            session = json.loads((directory / "session.json").read_text())
+        except (OSError, ValueError):
+            raise missing from None
+        if session.get("bucket") != bucket or session.get("key") != key:
+            raise missing
+        return directory
+
+    def create_multipart(
+        self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str]
+    ) -> str:
+        self._object_path(bucket, key)  # checks the key, and that the bucket exists
+        upload_id = secrets.token_urlsafe(24)
+        staging = self._uploads / f".{upload_id}"
+        staging.mkdir()
+        session = {
+            "bucket": bucket,
+            "key": key,
+            "content_type": content_type,
+            "metadata": metadata,
+            "started": self.clock(),
+        }
+        (staging / "session.json").write_text(json.dumps(session))
+        staging.rename(self._uploads / upload_id)
+        return upload_id
+
+    def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, data: BinaryIO, length: int
+    ) -> UploadedPart:
+        _check_part_number(number)
+        directory = self._upload_dir(bucket, key, upload_id)
+        temp = self._temp_path()
+        try:
+            etag = self._write(temp, data, length, None, bucket, key)
+            size = temp.stat().st_size
+            # The part's size and digest go in its name: a part renamed into place is
+            # whole and described, and a part sent again replaces the old one at once.
+            for old in directory.glob(f"{number:05d}-*"):
+                old.unlink(missing_ok=True)
+            os.replace(temp, directory / f"{number:05d}-{size}-{etag}")
+        except FileNotFoundError:
+            raise errors.UploadNotFoundError(
+                f"upload {upload_id!r} of {bucket}/{key} ended while a part was sent",
+                bucket=bucket,
+                key=key,
+            ) from None
+        finally:
+            temp.unlink(missing_ok=True)
+        return UploadedPart(number, etag, size)
+
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> list[UploadedPart]:
+        directory = self._upload_dir(bucket, key, upload_id)
+        parts = []
+        for path in directory.iterdir():
+            number, _, rest = path.name.partition("-")
+            size, _, etag = rest.partition("-")
+            if number.isdigit() and size.isdigit() and etag:
+                parts.append(UploadedPart(int(number), etag, int(size)))
+        return sorted(parts, key=lambda part: part.number)
+
+    def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: list[UploadedPart]
+    ) -> ObjectInfo:
+        directory = self._upload_dir(bucket, key, upload_id)
+        stored = {part.number: part for part in self.list_parts(bucket, key, upload_id)}
+        chosen = check_completion(parts, stored)
+        session = json.loads((directory / "session.json").read_text())
+        temp = self._temp_path()
+        digest = hashlib.md5(usedforsecurity=False)
+        try:
+            with temp.open("wb") as out:
+                for part in chosen:
+                    name = directory / f"{part.number:05d}-{part.size}-{part.etag}"
+                    with name.open("rb") as source:
+                        shutil.copyfileobj(source, out, CHUNK_SIZE)
+                    digest.update(bytes.fromhex(part.etag))
+            meta = {
+                "etag": f"{digest.hexdigest()}-{len(chosen)}",
+                "content_type": session["content_type"],
+                "metadata": session["metadata"],
+            }
+            self._commit(temp, meta, bucket, key)
+        finally:
+            temp.unlink(missing_ok=True)
+            temp.with_suffix(".json").unlink(missing_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
+        return self._info(bucket, key, self._object_path(bucket, key))
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            directory = self._upload_dir(bucket, key, upload_id)
+        except errors.UploadNotFoundError:
+            return  # as on MinIO: aborting twice is not an error
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def list_multipart(self, bucket: str, prefix: str = "") -> list[PendingUpload]:
+        self._bucket_dir(bucket)
+        validate_prefix(prefix)
+        pending = []
+        for directory in self._uploads.iterdir():
+            try:
+                session = json.loads((directory / "session.json").read_text())
+            except (OSError, ValueError):
+                continue  # being created, completed or aborted right now
+            if session["bucket"] == bucket and session["key"].startswith(prefix):
+                started = datetime.fromtimestamp(session["started"], tz=timezone.utc)
+                pending.append(PendingUpload(bucket, session["key"], directory.name, started))
+        return sorted(pending, key=lambda upload: (upload.key, upload.upload_id))
+
+    def sweep_multipart(self, older_than: float) -> int:
+        """Remove the uploads started more than ``older_than`` seconds ago; return how many."""
+        cutoff = self.clock() - older_than
+        removed = 0
+        for directory in self._uploads.iterdir():
+            try:
+                started = json.loads((directory / "session.json").read_text())["started"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if started < cutoff:
+                shutil.rmtree(directory, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def presign_part(
+        self, bucket: str, key: str, upload_id: str, number: int, expiry_seconds: int
+    ) -> str:
+        _check_part_number(number)
+        self._upload_dir(bucket, key, upload_id)
+        return self._link("PUT", bucket, key, expiry_seconds, upload_id=upload_id, part=number)
+
     # presigned links
 
-    def _signature(self, method: str, bucket: str, key: str, expires: int) -> str:
-        message = f"{method}\n{bucket}\n{key}\n{expires}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+    def _signature(
+        self, method: str, bucket: str, key: str, expires: int, part: tuple[str, int] | None
+    ) -> str:
+        message = f"{method}\n{bucket}\n{key}\n{expires}"
+        if part is not None:
+            message += f"\n{part[0]}\n{part[1]}"
+        return hmac.new(self._secret, message.encode(), hashlib.sha256).hexdigest()
 
     def presign(self, method: str, bucket: str, key: str, expiry_seconds: int) -> str:
         validate_key(key)
         validate_bucket_name(bucket)
+        return self._link(method, bucket, key, expiry_seconds)
+
+    def _link(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        expiry_seconds: int,
+        *,
+        upload_id: str | None = None,
+        part: int = 0,
+    ) -> str:
         expires = int(self.clock()) + expiry_seconds
-        query = urlencode(
-            {
-                "method": method,
-                "expires": expires,
-                "signature": self._signature(method, bucket, key, expires),
-            }
-        )
-        return f"{self.link_base}{PRESIGN_PATH}/{bucket}/{quote(key)}?{query}"
+        of_part = None if upload_id is None else (upload_id, part)
+        query: dict[str, str | int] = {"method": method, "expires": expires}
+        if upload_id is not None:
+            query.update(upload_id=upload_id, part=part)
+        query["signature"] = self._signature(method, bucket, key, expires, of_part)
+        return f"{self.link_base}{PRESIGN_PATH}/{bucket}/{quote(key)}?{urlencode(query)}"
 
     def verify_presigned(
-        self, method: str, bucket: str, key: str, expires: str, signature: str
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        expires: str,
+        signature: str,
+        part: tuple[str, int] | None = None,
     ) -> None:
-        """Check a presigned link's signature and expiry.
+        """Check a presigned link's signature and expiry; ``part`` is the (upload id,
+        part number) of a link for one part of a multipart upload.
 
         Raises:
             PermissionDeniedError: tampered, expired, or for another method.
@@ -326,7 +527,7 @@ class LocalBackend:
             expires_at = int(expires)
         except (TypeError, ValueError) as exc:
             raise errors.PermissionDeniedError("malformed presigned link") from exc
-        expected = self._signature(method, bucket, key, expires_at)
+        expected = self._signature(method, bucket, key, expires_at, part)
         # As bytes: compare_digest refuses str with non-ASCII characters.
         if not hmac.compare_digest(expected.encode(), (signature or "").encode()):
             raise errors.PermissionDeniedError("presigned link signature does not match")
@@ -361,3 +562,38 @@ class LocalBackend:
 
     def close(self) -> None:
         pass
+
+
+def _check_part_number(number: int) -> None:
+    if not 1 <= number <= MAX_PARTS:
+        raise errors.InvalidPartError(f"part numbers are 1 to {MAX_PARTS}, got {number}")
+
+
+def check_completion(
+    parts: list[UploadedPart], stored: dict[int, UploadedPart]
+) -> list[UploadedPart]:
+    """The stored parts that completing with ``parts`` (number and etag each) joins, as
+    S3 checks them: at least one, ascending numbers, each stored with that etag, each
+    but the last at least MIN_PART_SIZE bytes.
+
+    Raises:
+        InvalidPartError: a part breaks one of those rules.
+    """
+    if not parts:
+        raise errors.InvalidPartError("an upload is completed with at least one part")
+    chosen = []
+    for index, part in enumerate(parts):
+        if index and part.number <= parts[index - 1].number:
+            raise errors.InvalidPartError("parts must be listed in ascending order")
+        have = stored.get(part.number)
+        if have is None:
+            raise errors.InvalidPartError(f"part {part.number} was never stored")
+        if part.etag.strip('"') != have.etag:
+            raise errors.InvalidPartError(f"part {part.number} is not the part that was stored")
+        if index < len(parts) - 1 and have.size < MIN_PART_SIZE:
+            raise errors.InvalidPartError(
+                f"part {part.number} has {have.size} bytes: every part but the last needs "
+                f"at least {MIN_PART_SIZE}"
+            )
+        chosen.append(have)
+    return chosen
