@@ -263,6 +263,7 @@ class AsyncRefStore(_Threaded):
     abort_upload = _threaded(RefStore.abort_upload, "_sync")
     presign_part = _threaded(RefStore.presign_part, "_sync")
     list_uploads = _threaded(RefStore.list_uploads, "_sync")
+    abort_stale_uploads = _threaded(RefStore.abort_stale_uploads, "_sync")
 
     def verify_presigned_link(
         self,

@@ -11,6 +11,7 @@ import mimetypes
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -560,6 +561,20 @@ class RefStore:
         validate_prefix(prefix)
         bucket = self.mapping.current.physical(logic_bucket or self.default_bucket)
         return self._call(self.backend.list_multipart, bucket, prefix)
+
+    def abort_stale_uploads(self, older_than: float) -> int:
+        """Abort the multipart uploads of every bucket started more than ``older_than``
+        seconds ago (abandoned ones); return how many were aborted."""
+        cutoff = time.time() - older_than
+        aborted = 0
+        for bucket in self._call(self.backend.list_buckets):
+            for pending in self._call(self.backend.list_multipart, bucket.name):
+                if pending.started is not None and pending.started.timestamp() < cutoff:
+                    self._call(
+                        self.backend.abort_multipart, bucket.name, pending.key, pending.upload_id
+                    )
+                    aborted += 1
+        return aborted
 
     # -- download --------------------------------------------------------------
 

@@ -87,6 +87,11 @@ class LocalBackend:
         self._secret = (secret or self._stored_secret()).encode()
         self.link_base = (link_base or "http://127.0.0.1:8000").rstrip("/")
 
+    @property
+    def signing_secret(self) -> bytes:
+        """The key of this storage's signatures (shared by every gateway on this root)."""
+        return self._secret
+
     def _stored_secret(self) -> str:
         path = self._system / "secret"
         with contextlib.suppress(FileExistsError):

@@ -22,6 +22,7 @@ from .routes_files import router as files_router
 from .routes_gateway import router as gateway_router
 from .routes_service import local_links
 from .routes_service import router as service_router
+from .routes_uploads import router as uploads_router
 from .settings import GatewaySettings
 from .state import Gateway
 from .strict import utf8_query
@@ -96,6 +97,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(service_router)
     app.include_router(docs_router)
     app.include_router(files_router)
+    app.include_router(uploads_router)
     if settings.url_fetch.block_private:
         register_url_upload(app)
     app.include_router(gateway_router)

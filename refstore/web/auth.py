@@ -30,6 +30,7 @@ class Principal:
     prefix: str = ""
     actions: frozenset[Action] = field(default_factory=lambda: frozenset(Action))
     mapping_only: bool = False
+    identity: str = ""  # which key this is (a digest prefix), for what only it may continue
 
     def require_admin(self) -> None:
         """Raises: PermissionDeniedError unless this is an admin."""
@@ -76,7 +77,7 @@ class Principal:
         raise PermissionDeniedError(f"{self.name} may only list under {self.prefix!r}")
 
 
-ANONYMOUS_ADMIN = Principal("anonymous", admin=True)
+ANONYMOUS_ADMIN = Principal("anonymous", admin=True, identity="anonymous")
 MAPPING_WRITER = Principal("bucket-mapping-token", actions=frozenset(), mapping_only=True)
 
 
@@ -100,6 +101,7 @@ class Authenticator:
                     buckets=frozenset(key.buckets),
                     prefix=key.prefix,
                     actions=frozenset(key.actions),
+                    identity=_digest(key.key.get_secret_value()).hex()[:16],
                 ),
             )
             for key in auth.all_api_keys()
@@ -126,7 +128,7 @@ class Authenticator:
         found: Principal | None = None
         for admin in self._admins:
             if hmac.compare_digest(admin, digest):
-                found = Principal("admin", admin=True)
+                found = Principal("admin", admin=True, identity="admin")
         for key_digest, principal in self._keys:
             if hmac.compare_digest(key_digest, digest):
                 found = found or principal

@@ -175,3 +175,55 @@ class UpdateBucketMappingRequest(RequestBody):
     version: MappingVersionModel | None = Field(
         None, description="Source version; older -> 409, equal -> unchanged"
     )
+
+
+class UploadStartRequest(RequestBody):
+    uri: str = Field(description="s3://bucket/key of the object to create")
+    size: int | None = Field(
+        None, ge=0, description="The object's size, if known: sets the part count"
+    )
+    part_size: int | None = Field(
+        None, description="Bytes per part (5 MiB..uploads.max_part_size; default: chosen)"
+    )
+    content_type: str | None = Field(None, description="Stored with the object")
+
+
+class UploadPart(BaseModel):
+    part_number: int = Field(description="1..10,000")
+    etag: str = Field(description="As the part's upload answered it")
+    size: int | None = Field(None, description="Bytes of the part")
+
+
+class UploadSessionResponse(BaseModel):
+    upload_id: str = Field(description="The session's id: name it in every later call")
+    uri: str
+    part_size: int = Field(description="Bytes of every part but the last")
+    size: int | None = Field(None, description="The announced size, if any")
+    part_count: int | None = Field(None, description="Parts of the announced size")
+    expires_at: int = Field(description="Deadline (seconds since the epoch)")
+    parts: list[UploadPart] = Field(
+        default_factory=list, description="Parts stored so far (on GET)"
+    )
+
+
+class UploadCompleteRequest(RequestBody):
+    parts: list[UploadPart] | None = Field(
+        None, description="The parts to join, ascending (default: every stored part)"
+    )
+
+
+class PartURLResponse(BaseModel):
+    url: str = Field(description="PUT the part's bytes here, without credentials")
+    method: str = "PUT"
+    part_number: int
+    expiry: int = Field(description="Seconds the URL stays valid")
+
+
+class PendingUploadInfo(BaseModel):
+    uri: str
+    backend_upload_id: str = Field(description="The storage's id of the upload")
+    started: datetime | None = None
+
+
+class PendingUploadsResponse(BaseModel):
+    uploads: list[PendingUploadInfo]

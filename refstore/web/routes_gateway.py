@@ -72,6 +72,16 @@ async def config(gateway: GatewayDep, admin: AdminDep) -> GatewayConfigResponse:
     )
 
 
+@router.post(
+    "/uploads/sweep",
+    summary="Abort now the uploads of expired sessions (the gateway also does it every "
+    "uploads.sweep_interval)",
+    responses=_errors(401, 403, 503),
+)
+async def sweep_uploads(gateway: GatewayDep, admin: AdminDep) -> dict[str, int]:
+    return {"aborted": await gateway.sweep_uploads()}
+
+
 @router.get(
     "/buckets",
     response_model=BucketListResponse,

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from .. import __version__
+from .. import __version__, errors
+from ..uploads import MultipartUpload
 from ..uri import encode_uri
-from .models import HealthResponse, ReadyResponse, UploadResponse
+from .models import HealthResponse, ReadyResponse, UploadPart, UploadResponse
 from .responses import object_response
 from .routes_files import (
     OBJECT_BYTES,
@@ -19,6 +20,8 @@ from .routes_files import (
     receive_raw,
     uploaded,
 )
+from .routes_uploads import receive_part
+from .sessions import UploadSession
 from .state import AWAITING_MAPPING, GatewayDep
 
 router = APIRouter(tags=["service"])
@@ -109,7 +112,7 @@ async def presigned_get(
 
 @local_links.put(
     "/{bucket}/{key:path}",
-    response_model=UploadResponse,
+    response_model=UploadResponse | UploadPart,
     summary="Upload the body through a presigned PUT link (expired or tampered: 403)",
     responses=_errors(400, 403, 408, 413, 429, 503, 504),
 )
@@ -121,7 +124,19 @@ async def presigned_put(
     expires: LinkQuery,
     signature: LinkQuery,
     method: LinkQuery = "PUT",
-) -> UploadResponse:
-    uri = _verify(gateway, "PUT", bucket, exact_path_key(request, key), expires, signature)
-    info = await receive_raw(gateway, request, uri, f"presigned:{bucket}")
-    return uploaded(uri, info.size)
+    upload_id: Annotated[str | None, Query(description="Set by a part's link")] = None,
+    part: Annotated[int | None, Query(description="Set by a part's link")] = None,
+) -> UploadResponse | UploadPart:
+    """A part's link (of an upload session) stores that part and answers its ETag."""
+    key = exact_path_key(request, key)
+    if upload_id is None and part is None:
+        uri = _verify(gateway, "PUT", bucket, key, expires, signature)
+        info = await receive_raw(gateway, request, uri, f"presigned:{bucket}")
+        return uploaded(uri, info.size)
+    if upload_id is None or part is None:
+        raise errors.PermissionDeniedError("malformed presigned link")
+    gateway.store.verify_presigned_link("PUT", bucket, key, expires, signature, (upload_id, part))
+    upload = MultipartUpload(bucket, key, upload_id, gateway.settings.uploads.max_part_size)
+    session = UploadSession(upload, owner="", expires=0, logic_bucket=bucket)
+    stored = await receive_part(gateway, request, session, part, f"presigned:{bucket}")
+    return UploadPart(part_number=stored.number, etag=stored.etag, size=stored.size)

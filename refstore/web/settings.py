@@ -23,12 +23,19 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from ..config import DEFAULT_LOCAL_ROOT, StoreConfig, UrlFetchSettings, config_error
+from ..config import (
+    DEFAULT_LOCAL_ROOT,
+    MAX_PRESIGN_SECONDS,
+    StoreConfig,
+    UrlFetchSettings,
+    config_error,
+)
 from ..errors import ConfigError
 
 CONFIG_ENV = "REFSTORE_CONFIG"
+MiB = 1024**2
 GiB = 1024**3
-SERVICE_SECTIONS = frozenset({"auth", "server", "bucket_mapping_source"})
+SERVICE_SECTIONS = frozenset({"auth", "server", "uploads", "bucket_mapping_source"})
 """What the gateway's settings add to the library's config."""
 
 _config_file: ContextVar[str | None] = ContextVar("refstore_config_file", default=None)
@@ -174,6 +181,37 @@ class ServerSection(BaseModel):
         return min(self.max_uploads_per_key, self.max_concurrent_uploads)
 
 
+class UploadsSection(BaseModel):
+    """Upload sessions (multipart uploads that can be resumed): ``/uploads``."""
+
+    session_expiry: int = Field(
+        24 * 3600,
+        ge=1,
+        le=MAX_PRESIGN_SECONDS,
+        description="Seconds an upload session may stay open; afterwards it answers 410 and "
+        "the sweeper aborts it, freeing its parts",
+    )
+    part_size: int = Field(
+        16 * MiB,
+        ge=5 * MiB,
+        description="Default part size (raised for objects that need more than 10,000 parts)",
+    )
+    max_part_size: int = Field(
+        512 * MiB,
+        ge=5 * MiB,
+        le=5 * GiB,
+        description="Largest part size; a part relayed by the gateway is held in memory once",
+    )
+    sweep_interval: float = Field(
+        3600.0, gt=0, description="Seconds between sweeps that abort expired sessions' uploads"
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs session ids; every replica needs the same. Default: "
+        "derived from the backend's secret (MinIO secret key, local storage secret)",
+    )
+
+
 class GatewayUrlFetchSettings(UrlFetchSettings):
     """``url_fetch`` as a shared service needs it: guarded by default."""
 
@@ -200,6 +238,7 @@ class GatewaySettings(BaseSettings, StoreConfig):
     auth: AuthSection = Field(default_factory=AuthSection)
     server: ServerSection = Field(default_factory=ServerSection)
     url_fetch: GatewayUrlFetchSettings = Field(default_factory=GatewayUrlFetchSettings)
+    uploads: UploadsSection = Field(default_factory=UploadsSection)
 
     @model_validator(mode="before")
     @classmethod

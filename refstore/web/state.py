@@ -13,10 +13,12 @@ from fastapi import Depends, Header, Request
 
 from .. import errors
 from ..aio import AsyncRefStore
+from ..backends.local import LocalBackend
 from ..mapping import BucketMap
 from .admission import BoundedExecutor, UploadSlots
 from .auth import Authenticator, Principal
 from .metrics import Metrics
+from .sessions import SessionSigner
 from .settings import GatewaySettings
 
 logger = logging.getLogger("refstore.web")
@@ -66,9 +68,22 @@ class Gateway:
         )
         self.probe = self.store.with_executor(self.probe_executor)
         self.authenticator = Authenticator(settings.auth)
+        self.sessions = SessionSigner(self._session_secret())
         self.backend_up = True
         self._monitor: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         metrics.mapping_generation.set(self.mapping.generation)
+
+    def _session_secret(self) -> bytes:
+        """The key of upload session ids: every replica of this gateway derives the same."""
+        settings = self.settings
+        if settings.uploads.session_secret is not None:
+            return settings.uploads.session_secret.get_secret_value().encode()
+        if settings.minio is not None:
+            return settings.minio.secret_key.get_secret_value().encode()
+        backend = self.store.sync.backend
+        assert isinstance(backend, LocalBackend)  # one backend or the other
+        return backend.signing_secret
 
     @property
     def mapping(self) -> BucketMap:
@@ -120,17 +135,37 @@ class Gateway:
             with contextlib.suppress(errors.RefStoreError):
                 await self.store.init_buckets()
         self._monitor = asyncio.create_task(self._watch_backend())
+        self._sweeper = asyncio.create_task(self._sweep_uploads())
 
     async def _watch_backend(self) -> None:
         while True:
             await asyncio.sleep(HEALTH_INTERVAL)
             await self.check_backend(self.settings.server.ready_timeout)
 
+    async def _sweep_uploads(self) -> None:
+        """Abort, now and then, the uploads of sessions that have expired (in every bucket)."""
+        uploads = self.settings.uploads
+        while True:
+            await asyncio.sleep(uploads.sweep_interval)
+            await self.sweep_uploads()
+
+    async def sweep_uploads(self) -> int:
+        """Abort the uploads older than a session may live; return how many."""
+        try:
+            swept = await self.store.abort_stale_uploads(self.settings.uploads.session_expiry)
+        except errors.RefStoreError as exc:
+            logger.warning("could not sweep expired upload sessions: %s", exc)
+            return 0
+        if swept:
+            logger.info("aborted %d uploads of expired sessions", swept)
+        return swept
+
     async def stop(self) -> None:
-        if self._monitor:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+        for task in (self._monitor, self._sweeper):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.store.close()
         for executor in (self.executor, self.upload_executor, self.probe_executor):
             executor.shutdown(wait=False)

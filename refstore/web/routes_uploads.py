@@ -1,0 +1,253 @@
+"""Upload sessions: one object sent as parts that can be retried, sent in parallel, sent
+straight to storage through presigned part URLs, and resumed after an interruption.
+
+POST /uploads starts a session and answers its id; parts go to
+PUT /uploads/{id}/parts/{n} (or to the URL of GET /uploads/{id}/parts/{n}/url);
+GET /uploads/{id} lists the parts stored so far; POST /uploads/{id}/complete makes the
+object appear whole; DELETE /uploads/{id} aborts. Only the key that started a session
+may continue it, and only until it expires.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.requests import ClientDisconnect
+
+from .. import errors
+from ..backends.base import MAX_PARTS, UploadedPart
+from ..keys import normalize_key
+from ..uploads import choose_part_size
+from ..uri import decode_uri, encode_uri
+from .auth import Principal
+from .models import (
+    PartURLResponse,
+    PendingUploadInfo,
+    PendingUploadsResponse,
+    UploadCompleteRequest,
+    UploadPart,
+    UploadResponse,
+    UploadSessionResponse,
+    UploadStartRequest,
+)
+from .routes_files import CLIENT_GONE, COMMON, UPLOAD, _errors, uploaded
+from .sessions import UploadSession
+from .settings import Action
+from .state import Gateway, GatewayDep, ObjectPrincipalDep
+from .strict import CheckedBodyRoute
+from .transfer import CHUNK, BodyCounter, BodyPace, check_declared_length, pump, raw_body
+
+router = APIRouter(prefix="/uploads", tags=["upload sessions"], route_class=CheckedBodyRoute)
+SESSION = (404, 410)
+"""What naming a session may answer: no such session (forged, completed, aborted), expired."""
+PartNumber = Annotated[int, Path(ge=1, le=MAX_PARTS, description="1..10,000")]
+
+
+def _session(gateway: Gateway, principal: Principal, upload_id: str) -> UploadSession:
+    """The session ``upload_id`` names, if ``principal`` started it and may still write there.
+
+    Raises:
+        UploadNotFoundError, UploadExpiredError: as :meth:`SessionSigner.decode`.
+        PermissionDeniedError: another key started it, or this key's scope has changed.
+    """
+    session = gateway.sessions.decode(upload_id, time.time())
+    if session.owner != principal.identity:
+        raise errors.PermissionDeniedError(
+            f"{principal.name} did not start this upload session; only its starter may use it"
+        )
+    principal.require(Action.write, session.logic_bucket, session.upload.key, gateway.mapping)
+    return session
+
+
+def _answer(gateway: Gateway, session: UploadSession, upload_id: str) -> UploadSessionResponse:
+    upload = session.upload
+    return UploadSessionResponse(
+        upload_id=upload_id,
+        uri=session.uri,
+        part_size=upload.part_size,
+        size=upload.size,
+        part_count=upload.part_count,
+        expires_at=session.expires,
+    )
+
+
+def _parts(parts: list[UploadedPart]) -> list[UploadPart]:
+    return [UploadPart(part_number=p.number, etag=p.etag, size=p.size) for p in parts]
+
+
+@router.post(
+    "",
+    response_model=UploadSessionResponse,
+    summary="Start an upload session (a multipart upload) of one object",
+    responses=_errors(*COMMON, 413),
+)
+async def start(
+    body: UploadStartRequest, gateway: GatewayDep, principal: ObjectPrincipalDep
+) -> UploadSessionResponse:
+    """The gateway chooses the part size (`part_size` asks for one) within S3's limits:
+    5 MiB..`uploads.max_part_size` per part, at most 10,000 parts."""
+    bucket, key = decode_uri(body.uri)
+    key = normalize_key(key)
+    principal.require(Action.write, bucket, key, gateway.mapping)
+    settings = gateway.settings.uploads
+    largest = settings.max_part_size
+    part_size = choose_part_size(body.size, body.part_size or settings.part_size, largest=largest)
+    upload = await gateway.store.start_upload(
+        encode_uri(bucket, key), size=body.size, part_size=part_size, content_type=body.content_type
+    )
+    expires = int(time.time()) + settings.session_expiry
+    session = UploadSession(upload, principal.identity, expires, bucket)
+    return _answer(gateway, session, gateway.sessions.encode(session))
+
+
+@router.get(
+    "",
+    response_model=PendingUploadsResponse,
+    summary="Multipart uploads in progress in a bucket (admin, or a key's own prefix)",
+    responses=_errors(*COMMON, 404),
+)
+async def pending(
+    gateway: GatewayDep,
+    principal: ObjectPrincipalDep,
+    logic_bucket: Annotated[str | None, Query(description="Default: default_bucket")] = None,
+    prefix: Annotated[str, Query(description="Only keys starting with this")] = "",
+) -> PendingUploadsResponse:
+    bucket = logic_bucket or gateway.settings.default_bucket
+    prefix = principal.scoped_prefix(prefix)
+    principal.require(Action.list, bucket, prefix, gateway.mapping)
+    listed = await gateway.store.list_uploads(bucket, prefix)
+    return PendingUploadsResponse(
+        uploads=[
+            PendingUploadInfo(
+                uri=encode_uri(bucket, u.key), backend_upload_id=u.upload_id, started=u.started
+            )
+            for u in listed
+        ]
+    )
+
+
+@router.get(
+    "/{upload_id}",
+    response_model=UploadSessionResponse,
+    summary="The session and the parts stored so far (to resume)",
+    responses=_errors(*COMMON, *SESSION),
+)
+async def status(
+    upload_id: str, gateway: GatewayDep, principal: ObjectPrincipalDep
+) -> UploadSessionResponse:
+    session = _session(gateway, principal, upload_id)
+    answer = _answer(gateway, session, upload_id)
+    answer.parts = _parts(await gateway.store.list_parts(session.upload))
+    return answer
+
+
+@router.put(
+    "/{upload_id}/parts/{part_number}",
+    response_model=UploadPart,
+    summary="Store one part (the raw body; Content-Length required); a part sent again "
+    "replaces the one before",
+    responses=_errors(*COMMON, *SESSION, *UPLOAD),
+)
+async def put_part(
+    upload_id: str,
+    part_number: PartNumber,
+    request: Request,
+    gateway: GatewayDep,
+    principal: ObjectPrincipalDep,
+) -> UploadPart:
+    session = _session(gateway, principal, upload_id)
+    part = await receive_part(gateway, request, session, part_number, principal.name)
+    return UploadPart(part_number=part.number, etag=part.etag, size=part.size)
+
+
+async def receive_part(
+    gateway: Gateway, request: Request, session: UploadSession, number: int, holder: str
+) -> UploadedPart:
+    """Stream a part's raw body into storage, in an upload slot of ``holder``."""
+    upload = session.upload
+    if upload.part_count is not None:
+        upload.part_range(number)  # refuses a part beyond the announced size
+    declared = check_declared_length(request, upload.part_size)
+    if declared is None:
+        raise errors.InvalidInputError("a part needs a Content-Length")
+    server = gateway.settings.server
+
+    async def store(body: AsyncIterator[bytes] | bytes) -> UploadedPart:
+        return await gateway.uploads.upload_part(upload, number, body, declared)
+
+    with gateway.upload_slots.hold(holder):
+        chunks = raw_body(request, BodyCounter(upload.part_size), BodyPace.of(server))
+        try:
+            if declared <= CHUNK:
+                part = await store(b"".join([chunk async for chunk in chunks]))
+            else:
+                part = await pump(chunks, store)
+        except ClientDisconnect:
+            raise errors.InvalidInputError(CLIENT_GONE) from None
+    gateway.metrics.bytes_in.inc(part.size)
+    return part
+
+
+@router.get(
+    "/{upload_id}/parts/{part_number}/url",
+    response_model=PartURLResponse,
+    summary="A URL that stores this part straight into storage, without credentials",
+    responses=_errors(*COMMON, *SESSION),
+)
+async def part_url(
+    upload_id: str,
+    part_number: PartNumber,
+    request: Request,
+    gateway: GatewayDep,
+    principal: ObjectPrincipalDep,
+    expiry_seconds: Annotated[int | None, Query(description="1 s .. 7 days")] = None,
+) -> PartURLResponse:
+    """The URL is for this part of this upload only, and expires with the session at
+    the latest."""
+    session = _session(gateway, principal, upload_id)
+    principal.require(Action.presign, session.logic_bucket, session.upload.key, gateway.mapping)
+    left = max(1, session.expires - int(time.time()))
+    expiry = min(expiry_seconds or gateway.settings.presigned_expiry, left)
+    url = await gateway.store.presign_part(session.upload, part_number, expiry)
+    if gateway.settings.minio is None and gateway.settings.public_url is None:
+        # Local links are served by this gateway: point them where the client reached it.
+        link = urlsplit(url)
+        url = f"{str(request.base_url).rstrip('/')}{link.path}?{link.query}"
+    return PartURLResponse(url=url, part_number=part_number, expiry=expiry)
+
+
+@router.post(
+    "/{upload_id}/complete",
+    response_model=UploadResponse,
+    summary="Join the parts into the object, which appears whole (or not at all)",
+    responses=_errors(*COMMON, *SESSION, 409, 504),
+)
+async def complete(
+    upload_id: str,
+    gateway: GatewayDep,
+    principal: ObjectPrincipalDep,
+    body: UploadCompleteRequest | None = None,
+) -> UploadResponse:
+    """Without `parts`, every stored part is joined. A missing, corrupt or too small part
+    is a 400 (`invalid_part`): nothing is created and the session stays open."""
+    session = _session(gateway, principal, upload_id)
+    parts = None
+    if body is not None and body.parts is not None:
+        parts = [UploadedPart(p.part_number, p.etag, p.size or 0) for p in body.parts]
+    info = await gateway.store.complete_upload(session.upload, parts)
+    return uploaded(session.uri, info.size)
+
+
+@router.delete(
+    "/{upload_id}",
+    summary="Abort the session: its parts are freed and no object appears",
+    responses=_errors(*COMMON, *SESSION),
+)
+async def abort(upload_id: str, gateway: GatewayDep, principal: ObjectPrincipalDep) -> Any:
+    session = _session(gateway, principal, upload_id)
+    await gateway.store.abort_upload(session.upload)
+    return {"upload_id": upload_id, "uri": session.uri, "aborted": True}
