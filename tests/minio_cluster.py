@@ -241,6 +241,14 @@ class MinioCluster:
         url = f"{self.node_url(node)}/minio/health/cluster?maintenance=true"
         return _http_status(url, timeout=1.0)[0] == 200
 
+    def drives_holding(self, bucket: str, key: str) -> list[int]:
+        """The nodes whose drive holds a shard of ``bucket/key`` (its xl.meta), read from disk."""
+        return [
+            node
+            for node in range(1, self.nodes + 1)
+            if (self.data_dir / f"n{node}" / bucket / key / "xl.meta").is_file()
+        ]
+
     def node_client(self, node: int) -> Minio:
         """minio-py straight to node ``node`` (bypassing nginx), bounded and never retrying."""
         http = urllib3.PoolManager(
