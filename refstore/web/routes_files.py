@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import mimetypes
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Body, FastAPI, Query, Request
@@ -302,26 +302,58 @@ async def upload_raw(
 async def receive_raw(gateway: Gateway, request: Request, uri: str, holder: str) -> Any:
     """Stream a raw request body into ``uri``, enforcing the size cap and the pace, in an
     upload slot of ``holder`` (the principal's name)."""
-    server = gateway.settings.server
-    declared = check_declared_length(request, server.max_upload_bytes)
+    limit = gateway.settings.server.max_upload_bytes
+    declared = check_declared_length(request, limit)
     content_type = _guess_type(uri, request.headers.get("content-type"))
 
     async def store(body: AsyncIterator[bytes] | bytes) -> Any:
         return await gateway.uploads.upload_to(uri, body, content_type, length=declared)
 
+    return await store_raw_body(gateway, request, holder, limit, declared, store)
+
+
+class _Stored(Protocol):
+    @property
+    def size(self) -> int: ...
+
+
+StoredT = TypeVar("StoredT", bound=_Stored)
+
+
+async def store_raw_body(
+    gateway: Gateway,
+    request: Request,
+    holder: str,
+    limit: int,
+    declared: int | None,
+    store: Callable[[AsyncIterator[bytes] | bytes], Awaitable[StoredT]],
+) -> StoredT:
+    """Hand a raw request body of at most ``limit`` bytes (``declared`` by its
+    Content-Length, if any) to ``store``, at the server's minimum pace, in an upload slot of
+    ``holder``; count the bytes stored."""
+    server = gateway.settings.server
     with gateway.upload_slots.hold(holder):
-        chunks = raw_body(request, BodyCounter(server.max_upload_bytes), BodyPace.of(server))
+        chunks = raw_body(request, BodyCounter(limit), BodyPace.of(server))
         try:
             if declared is not None and declared <= CHUNK:
                 # A body of one chunk at most is gathered here, as raw_body would do
                 # anyway: the worker thread then needs no trip back to the event loop.
-                info = await store(b"".join([chunk async for chunk in chunks]))
+                stored = await store(b"".join([chunk async for chunk in chunks]))
             else:
-                info = await pump(chunks, store)
+                stored = await pump(chunks, store)
         except ClientDisconnect:
             raise errors.InvalidInputError(CLIENT_GONE) from None
-    gateway.metrics.bytes_in.inc(info.size)
-    return info
+    gateway.metrics.bytes_in.inc(stored.size)
+    return stored
+
+
+def reachable_link(gateway: Gateway, request: Request, url: str) -> str:
+    """``url`` as the client can use it: the local backend's links are served by this
+    gateway, so they point where the client reached it (unless ``public_url`` says)."""
+    if gateway.settings.minio is not None or gateway.settings.public_url is not None:
+        return url
+    link = urlsplit(url)
+    return f"{str(request.base_url).rstrip('/')}{link.path}?{link.query}"
 
 
 @router.get(
@@ -379,11 +411,9 @@ async def presigned_url(
     principal.require(Action.presign, bucket, key, gateway.mapping)
     action = Action.write if method.upper() == "PUT" else Action.read
     principal.require(action, bucket, key, gateway.mapping)
-    url = await gateway.store.get_presigned_url(uri, expiry_seconds, method)
-    if gateway.settings.minio is None and gateway.settings.public_url is None:
-        # Local links are served by this gateway: point them where the client reached it.
-        link = urlsplit(url)
-        url = f"{str(request.base_url).rstrip('/')}{link.path}?{link.query}"
+    url = reachable_link(
+        gateway, request, await gateway.store.get_presigned_url(uri, expiry_seconds, method)
+    )
     expiry = expiry_seconds or gateway.settings.presigned_expiry
     return PresignedURLResponse(url=url, uri=uri, expiry=expiry, method=method.upper())
 

@@ -21,7 +21,6 @@ from .routes_files import (
     uploaded,
 )
 from .routes_uploads import receive_part
-from .sessions import UploadSession
 from .state import AWAITING_MAPPING, GatewayDep
 
 router = APIRouter(tags=["service"])
@@ -137,6 +136,5 @@ async def presigned_put(
         raise errors.PermissionDeniedError("malformed presigned link")
     gateway.store.verify_presigned_link("PUT", bucket, key, expires, signature, (upload_id, part))
     upload = MultipartUpload(bucket, key, upload_id, gateway.settings.uploads.max_part_size)
-    session = UploadSession(upload, owner="", expires=0, logic_bucket=bucket)
-    stored = await receive_part(gateway, request, session, part, f"presigned:{bucket}")
+    stored = await receive_part(gateway, request, upload, part, f"presigned:{bucket}")
     return UploadPart(part_number=stored.number, etag=stored.etag, size=stored.size)

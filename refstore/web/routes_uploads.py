@@ -13,15 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Path, Query, Request
-from starlette.requests import ClientDisconnect
 
 from .. import errors
 from ..backends.base import MAX_PARTS, UploadedPart
 from ..keys import normalize_key
-from ..uploads import choose_part_size
+from ..uploads import MultipartUpload, choose_part_size
 from ..uri import decode_uri, encode_uri
 from .auth import Principal
 from .models import (
@@ -34,12 +32,12 @@ from .models import (
     UploadSessionResponse,
     UploadStartRequest,
 )
-from .routes_files import CLIENT_GONE, COMMON, UPLOAD, _errors, uploaded
+from .routes_files import COMMON, UPLOAD, _errors, reachable_link, store_raw_body, uploaded
 from .sessions import UploadSession
 from .settings import Action
 from .state import Gateway, GatewayDep, ObjectPrincipalDep
 from .strict import CheckedBodyRoute
-from .transfer import CHUNK, BodyCounter, BodyPace, check_declared_length, pump, raw_body
+from .transfer import check_declared_length
 
 router = APIRouter(prefix="/uploads", tags=["upload sessions"], route_class=CheckedBodyRoute)
 SESSION = (404, 410)
@@ -160,36 +158,24 @@ async def put_part(
     principal: ObjectPrincipalDep,
 ) -> UploadPart:
     session = _session(gateway, principal, upload_id)
-    part = await receive_part(gateway, request, session, part_number, principal.name)
+    part = await receive_part(gateway, request, session.upload, part_number, principal.name)
     return UploadPart(part_number=part.number, etag=part.etag, size=part.size)
 
 
 async def receive_part(
-    gateway: Gateway, request: Request, session: UploadSession, number: int, holder: str
+    gateway: Gateway, request: Request, upload: MultipartUpload, number: int, holder: str
 ) -> UploadedPart:
     """Stream a part's raw body into storage, in an upload slot of ``holder``."""
-    upload = session.upload
     if upload.part_count is not None:
         upload.part_range(number)  # refuses a part beyond the announced size
     declared = check_declared_length(request, upload.part_size)
     if declared is None:
         raise errors.InvalidInputError("a part needs a Content-Length")
-    server = gateway.settings.server
 
     async def store(body: AsyncIterator[bytes] | bytes) -> UploadedPart:
         return await gateway.uploads.upload_part(upload, number, body, declared)
 
-    with gateway.upload_slots.hold(holder):
-        chunks = raw_body(request, BodyCounter(upload.part_size), BodyPace.of(server))
-        try:
-            if declared <= CHUNK:
-                part = await store(b"".join([chunk async for chunk in chunks]))
-            else:
-                part = await pump(chunks, store)
-        except ClientDisconnect:
-            raise errors.InvalidInputError(CLIENT_GONE) from None
-    gateway.metrics.bytes_in.inc(part.size)
-    return part
+    return await store_raw_body(gateway, request, holder, upload.part_size, declared, store)
 
 
 @router.get(
@@ -212,11 +198,9 @@ async def part_url(
     principal.require(Action.presign, session.logic_bucket, session.upload.key, gateway.mapping)
     left = max(1, session.expires - int(time.time()))
     expiry = min(expiry_seconds or gateway.settings.presigned_expiry, left)
-    url = await gateway.store.presign_part(session.upload, part_number, expiry)
-    if gateway.settings.minio is None and gateway.settings.public_url is None:
-        # Local links are served by this gateway: point them where the client reached it.
-        link = urlsplit(url)
-        url = f"{str(request.base_url).rstrip('/')}{link.path}?{link.query}"
+    url = reachable_link(
+        gateway, request, await gateway.store.presign_part(session.upload, part_number, expiry)
+    )
     return PartURLResponse(url=url, part_number=part_number, expiry=expiry)
 
 
