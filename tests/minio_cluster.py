@@ -263,15 +263,20 @@ class MinioCluster:
         )
 
     def node_writable(self, node: int) -> bool:
-        """Whether a small write through node ``node`` succeeds now."""
+        """Whether a small write through node ``node`` succeeds now and reaches every drive
+        (write quorum is three of four: a node that still counts a rejoined drive offline
+        writes without it)."""
+        key = f"node{node}/{time.monotonic_ns()}"
         try:
             client = self.node_client(node)
             if not client.bucket_exists(PROBE_BUCKET):
                 client.make_bucket(PROBE_BUCKET)
-            client.put_object(PROBE_BUCKET, f"node{node}", io.BytesIO(b"probe"), 5)
+            client.put_object(PROBE_BUCKET, key, io.BytesIO(b"probe"), 5)
+            whole = len(self.drives_holding(PROBE_BUCKET, key)) == self.nodes
+            client.remove_object(PROBE_BUCKET, key)
         except Exception:  # any failure means "not yet"
             return False
-        return True
+        return whole
 
     def _logs(self) -> str:
         return "\n".join(
