@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import errors
-from . import admin, objects, transfers
+from . import admin, objects, transfers, uploads
 from .operator import add_operator_command
 from .output import EXIT_CODES_HELP, EXIT_ERROR, Output
 from .serve import add_serve_command
@@ -35,6 +35,9 @@ examples:
   refstore download s3://default/docs/report.pdf .
   refstore download -r s3://default/photos/ ./photos-copy
   refstore download s3://default/dir.tar - | tar x     # standard output
+  refstore upload big.iso s3://default/isos/          # large: parallel parts;
+                                                       # rerun after Ctrl-C to resume
+  refstore uploads ls                                  # interrupted uploads
   refstore rm -r s3://default/photos/ --yes
   refstore --config refstore.yaml ls s3://default      # no gateway: storage directly
 
@@ -258,6 +261,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply only if newer than the gateway's: a generation number or a JSON object",
     )
 
+    sessions = commands.add_parser(
+        "uploads",
+        help="list or abort interrupted large uploads",
+        description="Large files are uploaded in sessions of parallel parts: an interrupted "
+        "'refstore upload' continues where it stopped when run again. These commands show "
+        "and abort such uploads.",
+    )
+    session_commands = sessions.add_subparsers(
+        dest="uploads_command", required=True, metavar="ACTION"
+    )
+    uploads_ls = session_commands.add_parser(
+        "ls",
+        help="uploads resumable from here, and those in progress in a bucket",
+        description="List the interrupted uploads this machine can resume (state files in "
+        "$REFSTORE_STATE_DIR, default ~/.cache/refstore/uploads) and the multipart uploads "
+        "in progress under LOCATION.",
+        parents=[common],
+    )
+    uploads_ls.set_defaults(handler=lambda t, o, a: uploads.uploads_ls(t, o, a.location))
+    uploads_ls.add_argument(
+        "location", nargs="?", metavar="LOCATION", help="s3://bucket[/prefix] (default bucket)"
+    )
+    uploads_abort = session_commands.add_parser(
+        "abort",
+        help="abort an upload session: its parts are freed, no object appears",
+        description="Abort an upload session, named by its id or by the local file an "
+        "interrupted 'refstore upload' was sending.",
+        parents=[common],
+    )
+    uploads_abort.set_defaults(handler=lambda t, o, a: uploads.uploads_abort(t, o, a.upload))
+    uploads_abort.add_argument("upload", metavar="UPLOAD_ID|FILE")
+
     command("status", lambda t, o, a: admin.status(t, o), "check that the target answers")
     return parser
 
@@ -275,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.command,
             getattr(args, "bucket_command", None),
             getattr(args, "mapping_command", None),
+            getattr(args, "uploads_command", None),
         )
         if part
     )
@@ -289,7 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _stdout_closed()
         return out.error(exc, command)
     except KeyboardInterrupt:
-        out.note("interrupted")
+        if args.command == "upload":
+            out.note("interrupted: run the same command again to resume (large files continue)")
+        else:
+            out.note("interrupted")
         return 130
     finally:
         target.close()

@@ -9,12 +9,13 @@ backend that file describes (the same YAML file ``refstore serve`` reads).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from .. import errors
 from ..progress import ProgressCallback
+from ..sizes import format_size
 from ..uri import decode_uri
 
 if TYPE_CHECKING:
@@ -32,7 +33,11 @@ class Target(Protocol):
     def default_bucket(self) -> str: ...
 
     def upload_file(
-        self, local_path: Path, uri: str, progress: ProgressCallback | None
+        self,
+        local_path: Path,
+        uri: str,
+        progress: ProgressCallback | None,
+        note: Callable[[str], None] | None = None,
     ) -> dict[str, Any]: ...
 
     def upload_stream(
@@ -72,6 +77,12 @@ class Target(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+    def pending_uploads(self, bucket: str | None, prefix: str) -> list[dict[str, Any]]: ...
+
+    def resumable_uploads(self) -> list[dict[str, Any]]: ...
+
+    def abort_upload(self, upload_id: str) -> dict[str, Any]: ...
+
     def close(self) -> None: ...
 
 
@@ -92,11 +103,26 @@ class GatewayTarget:
         return str(self.client.get_status()["default_bucket"])
 
     def upload_file(
-        self, local_path: Path, uri: str, progress: ProgressCallback | None
+        self,
+        local_path: Path,
+        uri: str,
+        progress: ProgressCallback | None,
+        note: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         bucket, key = decode_uri(uri)
         folder, _, name = key.rpartition("/")
-        if folder and name == local_path.name:
+        threshold = self.client.session_threshold
+        if threshold is not None and local_path.stat().st_size >= threshold:
+            # Parallel parts, resumed by running the same command again.
+            def resumed(parts: int, stored: int) -> None:
+                if note is not None:
+                    note(
+                        f"resuming the interrupted upload of {local_path}: {parts} parts "
+                        f"({format_size(stored)}) already stored"
+                    )
+
+            result = self.client.upload_large(local_path, uri, progress=progress, on_resume=resumed)
+        elif folder and name == local_path.name:
             # upload_from_local may send big files straight to storage (presigned PUT).
             result = self.client.upload_from_local(local_path, bucket, folder, progress=progress)
         else:
@@ -158,6 +184,15 @@ class GatewayTarget:
     def status(self) -> dict[str, Any]:
         return {"target": self.description, **self.client.get_status()}
 
+    def pending_uploads(self, bucket: str | None, prefix: str) -> list[dict[str, Any]]:
+        return self.client.list_uploads(bucket, prefix)
+
+    def resumable_uploads(self) -> list[dict[str, Any]]:
+        return self.client.resumable_uploads()
+
+    def abort_upload(self, upload_id: str) -> dict[str, Any]:
+        return self.client.abort_upload(upload_id)
+
     def close(self) -> None:
         self.client.close()
 
@@ -183,7 +218,11 @@ class DirectTarget:
         return self.store.default_bucket
 
     def upload_file(
-        self, local_path: Path, uri: str, progress: ProgressCallback | None
+        self,
+        local_path: Path,
+        uri: str,
+        progress: ProgressCallback | None,
+        note: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         with local_path.open("rb") as file:
             return self.upload_stream(file, uri, progress)
@@ -239,6 +278,26 @@ class DirectTarget:
         raise errors.InvalidInputError(
             "without a gateway the bucket mapping comes from the config file: edit "
             "'enable_bucket_mapping' and 'bucket_map' there, or use --gateway"
+        )
+
+    def pending_uploads(self, bucket: str | None, prefix: str) -> list[dict[str, Any]]:
+        bucket = bucket or self.store.default_bucket
+        return [
+            {
+                "uri": f"s3://{bucket}/{u.key}",
+                "backend_upload_id": u.upload_id,
+                "started": u.started,
+            }
+            for u in self.store.list_uploads(bucket, prefix)
+        ]
+
+    def resumable_uploads(self) -> list[dict[str, Any]]:
+        return []  # uploads straight to storage are single streams: nothing to resume
+
+    def abort_upload(self, upload_id: str) -> dict[str, Any]:
+        raise errors.InvalidInputError(
+            "upload sessions belong to a gateway: use --gateway (without one, abandoned "
+            "multipart uploads are removed by the gateway's sweeper and MinIO's lifecycle rule)"
         )
 
     def status(self) -> dict[str, Any]:

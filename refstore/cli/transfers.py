@@ -94,7 +94,7 @@ def upload(
             if item.source == STDIO:
                 result = target.upload_stream(sys.stdin.buffer, item.uri, progress)
             else:
-                result = target.upload_file(Path(item.source), item.uri, progress)
+                result = target.upload_file(Path(item.source), item.uri, progress, out.note)
             out.line(f"upload: {item.source} -> {result['uri']}")
             return {"source": item.source, **result}
 

@@ -22,6 +22,7 @@ from ._types import (
     ListResult,
     PresignedURL,
     ProgressCallback,
+    ResumeCallback,
     UploadData,
     UploadResult,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "ListResult",
     "PresignedURL",
     "ProgressCallback",
+    "ResumeCallback",
     "RetryPolicy",
     "UploadData",
     "UploadResult",

@@ -12,14 +12,18 @@ import contextlib
 import functools
 import os
 import tempfile
-from typing import BinaryIO
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, BinaryIO, TypeVar
 
 import anyio
+import anyio.abc
 import anyio.from_thread
 import anyio.to_thread
 
 from ._direct import DirectFetcher
 from ._types import ProgressCallback
+
+T = TypeVar("T")
 
 Semaphore = anyio.Semaphore
 """Bounds the requests in flight (``async with``)."""
@@ -138,3 +142,39 @@ async def fetch_to_file(
         anyio.from_thread.check_cancelled,
     )
     return await anyio.to_thread.run_sync(fetch)
+
+
+async def run_blocking(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in a worker thread (small blocking file work)."""
+    return await anyio.to_thread.run_sync(function, *args)
+
+
+def serialized(progress: ProgressCallback | None) -> ProgressCallback | None:
+    """``progress`` itself: the parts of :func:`gather` all report in the event loop."""
+    return progress
+
+
+async def gather(jobs: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    """Run ``jobs``, at most ``limit`` at once; their results, in order.
+
+    The first failure cancels the jobs still running and is raised (not wrapped in
+    an exception group).
+    """
+    results: list[Any] = [None] * len(jobs)
+    failures: list[BaseException] = []
+    limiter = anyio.CapacityLimiter(max(1, limit))
+
+    async def run(index: int, group: anyio.abc.TaskGroup) -> None:
+        async with limiter:
+            try:
+                results[index] = await jobs[index]()
+            except Exception as exc:
+                failures.append(exc)
+                group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        for index in range(len(jobs)):
+            group.start_soon(run, index, group)
+    if failures:
+        raise failures[0]
+    return results

@@ -9,8 +9,10 @@ generated from it by ``scripts/unasync.py``.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import enum
+import hashlib
 import logging
 import mimetypes
 import os
@@ -40,6 +42,8 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_DIRECT_THRESHOLD = 64 * MiB
 CHUNK_SIZE = MiB
 MAX_DIRECT_PUT = 5 * 1024 * MiB
+DEFAULT_SESSION_THRESHOLD = 128 * MiB
+DEFAULT_PARALLEL = 4
 """A presigned PUT is one S3 request, capped at 5 GiB; larger files go through the gateway."""
 RETRY_STATUSES = frozenset({502, 503, 504})
 UPLOADED = "File uploaded successfully"
@@ -91,6 +95,7 @@ class ClientSettings:
     retry: RetryPolicy
     direct_threshold: int | None
     chunk_size: int
+    session_threshold: int | None = DEFAULT_SESSION_THRESHOLD
 
 
 def resolve_settings(
@@ -101,6 +106,7 @@ def resolve_settings(
     retry: RetryPolicy | int | None,
     direct_threshold: int | None,
     chunk_size: int,
+    session_threshold: int | None = DEFAULT_SESSION_THRESHOLD,
 ) -> ClientSettings:
     """Settings from the arguments, falling back to ``REFSTORE_GATEWAY_URL`` and
     ``REFSTORE_API_KEY``. An ``api_key`` becomes ``Authorization: Bearer <key>``;
@@ -124,6 +130,8 @@ def resolve_settings(
         merged["Authorization"] = f"Bearer {key}"
     if direct_threshold is not None and direct_threshold < 0:
         raise errors.ConfigError("direct_threshold must be >= 0 (or None to disable)")
+    if session_threshold is not None and session_threshold < 0:
+        raise errors.ConfigError("session_threshold must be >= 0 (or None to disable)")
     if chunk_size <= 0:
         raise errors.ConfigError("chunk_size must be positive")
     if retry is None:
@@ -137,6 +145,7 @@ def resolve_settings(
         retry=retry,
         direct_threshold=direct_threshold,
         chunk_size=chunk_size,
+        session_threshold=session_threshold,
     )
 
 
@@ -293,6 +302,80 @@ class Call:
         return urlunsplit(urlsplit(self.url)._replace(query=""))
 
 
+@dataclass(frozen=True, order=True)
+class StoredPart:
+    """A part the storage holds: its number, ETag and size."""
+
+    number: int
+    etag: str
+    size: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"part_number": self.number, "etag": self.etag, "size": self.size}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> StoredPart:
+        return cls(int(raw["part_number"]), str(raw["etag"]), int(raw.get("size") or 0))
+
+
+@dataclass(frozen=True)
+class PartSource:
+    """Where the parts of a session's object are read: a local file (opened afresh
+    per attempt, so parts can be sent in parallel) or a caller's seekable file."""
+
+    size: int
+    path: str | None = None
+    file: BinaryIO | None = None
+    start: int = 0
+
+    def body(self, offset: int, length: int) -> Body:
+        """The part at ``offset`` (from the source's start), ``length`` bytes."""
+        if self.path is not None:
+            return Body(path=self.path, start=offset, size=length)
+        return Body(file=self.file, start=self.start + offset, size=length)
+
+
+@dataclass
+class PartRoute:
+    """How an upload session's parts travel: through presigned part URLs straight to
+    storage while ``direct`` holds (the first refusal or unreachable host turns it off
+    for the parts after), else through the gateway."""
+
+    direct: bool
+
+
+def lacks_sessions(exc: errors.RefStoreError) -> bool:
+    """Whether a failed ``POST /uploads`` means the gateway has no upload sessions (an
+    older gateway: a plain 404 or 405 rather than one of its coded errors)."""
+    return exc.context.get("status") in (404, 405) and exc.code in ("not_found", "refstore_error")
+
+
+def part_ranges(size: int, part_size: int) -> list[tuple[int, int, int]]:
+    """(number, offset, length) of every part of a ``size``-byte object (one empty part
+    for an empty object: S3 needs at least one)."""
+    if size == 0:
+        return [(1, 0, 0)]
+    return [
+        (index + 1, offset, min(part_size, size - offset))
+        for index, offset in enumerate(range(0, size, part_size))
+    ]
+
+
+def part_etag(response: httpx.Response) -> str:
+    """The ETag a part's upload answered: S3's header, or the gateway's JSON body.
+
+    Raises:
+        RefStoreError: the answer names no ETag.
+    """
+    etag = str(response.headers.get("etag", "")).strip('"')
+    if not etag:
+        with contextlib.suppress(ValueError, AttributeError):
+            etag = str(response.json().get("etag") or "")
+    if not etag:
+        raise errors.RefStoreError(f"the upload of a part to {response.url} answered no ETag")
+    return etag
+
+
 def new_request_id() -> str:
     """``X-Request-ID`` of one call (the same on every attempt of it)."""
     return uuid.uuid4().hex
@@ -338,6 +421,25 @@ class BaseGatewayClient:
         if not call.to_gateway:
             return dict(call.headers)
         return {**self._settings.headers, **call.headers, "X-Request-ID": request_id}
+
+    @property
+    def session_threshold(self) -> int | None:
+        """``upload_from_local`` sends files of at least this many bytes in an upload session."""
+        return self._settings.session_threshold
+
+    @property
+    def upload_owner(self) -> str:
+        """This client's gateway and key, as upload state files record them: a session
+        can be continued only under the key that started it. (The key itself is not
+        written anywhere, only a short hash of it.)"""
+        auth = next(
+            (v for k, v in self._settings.headers.items() if k.lower() == "authorization"), ""
+        )
+        return f"{self.gateway_url}#{hashlib.sha256(auth.encode()).hexdigest()[:12]}"
+
+    def _use_session(self, size: int) -> bool:
+        threshold = self._settings.session_threshold
+        return threshold is not None and size >= threshold
 
     def _use_direct(self, size: int, direct: bool | None) -> bool:
         if direct is False or size > MAX_DIRECT_PUT:
@@ -490,6 +592,53 @@ class BaseGatewayClient:
     def _health_call(self) -> Call:
         return Call("GET", self._url("/health"))
 
+    # upload sessions (resumable, parallel parts)
+
+    def _start_session_call(
+        self, uri: str, size: int, part_size: int | None, content_type: str
+    ) -> Call:
+        payload: dict[str, Any] = {"uri": uri, "size": size, "content_type": content_type}
+        if part_size is not None:
+            payload["part_size"] = part_size
+        # A repeat after a lost answer only leaves an unused session, which expires.
+        return Call("POST", self._url("/uploads"), json=payload)
+
+    def _session_call(self, upload_id: str) -> Call:
+        return Call(
+            "GET",
+            self._url(f"/uploads/{quote(upload_id, safe='')}"),
+            not_found=errors.UploadNotFoundError,
+        )
+
+    def _abort_session_call(self, upload_id: str) -> Call:
+        return Call(
+            "DELETE",
+            self._url(f"/uploads/{quote(upload_id, safe='')}"),
+            not_found=errors.UploadNotFoundError,
+        )
+
+    def _pending_uploads_call(self, logic_bucket: str | None, prefix: str) -> Call:
+        params: dict[str, Any] = {"prefix": prefix}
+        if logic_bucket:
+            params["logic_bucket"] = logic_bucket
+        return Call("GET", self._url("/uploads"), params=params)
+
+    def _part_call(self, upload_id: str, number: int, body: Body) -> Call:
+        url = self._url(f"/uploads/{quote(upload_id, safe='')}/parts/{number}")
+        return Call("PUT", url, body=body, not_found=errors.UploadNotFoundError)
+
+    def _part_url_call(self, upload_id: str, number: int) -> Call:
+        url = self._url(f"/uploads/{quote(upload_id, safe='')}/parts/{number}/url")
+        return Call("GET", url, not_found=errors.UploadNotFoundError)
+
+    def _complete_session_call(self, upload_id: str, parts: list[StoredPart]) -> Call:
+        url = self._url(f"/uploads/{quote(upload_id, safe='')}/complete")
+        payload = {"parts": [part.as_json() for part in sorted(parts)]}
+        # Completed once, the session is gone: a repeat could only answer 404.
+        return Call(
+            "POST", url, json=payload, replay=Replay.UNSENT, not_found=errors.UploadNotFoundError
+        )
+
     # direct transfers (presigned URLs)
 
     def _direct_target(self, filename: str, logic_bucket: str, path: str | None) -> tuple[str, str]:
@@ -505,6 +654,10 @@ class BaseGatewayClient:
     def _direct_put_call(url: str, body: Body) -> Call:
         headers = {"Content-Type": body.content_type}
         return Call("PUT", url, headers=headers, body=body, to_gateway=False)
+
+    @staticmethod
+    def _direct_part_call(url: str, body: Body) -> Call:
+        return Call("PUT", url, body=body, to_gateway=False, not_found=errors.UploadNotFoundError)
 
     @staticmethod
     def _direct_get_call(url: str, offset: int, length: int | None) -> Call:

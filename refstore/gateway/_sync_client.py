@@ -10,29 +10,38 @@ module only sends requests and moves bytes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import httpx
 
 from .. import errors
 from ..mapping import MappingVersion
+from ..uri import decode_uri
+from . import _resume
 from . import _sync_io as _io
 from ._core import (
     CHUNK_SIZE,
     DEFAULT_DIRECT_THRESHOLD,
+    DEFAULT_PARALLEL,
+    DEFAULT_SESSION_THRESHOLD,
     DEFAULT_TIMEOUT,
     BaseGatewayClient,
     Body,
     Call,
+    PartRoute,
+    PartSource,
     Replay,
     RetryPolicy,
+    StoredPart,
     Transferred,
     body_from_data,
     body_from_path,
@@ -40,21 +49,26 @@ from ._core import (
     delete_failure,
     error_from_response,
     guess_type,
+    lacks_sessions,
     missing_object,
     new_request_id,
     parse_json,
+    part_etag,
+    part_ranges,
     resolve_settings,
     retry_after,
     too_large,
     total_size,
 )
 from ._direct import DirectFetcher
+from ._resume import SourceFile, UploadState
 from ._types import (
     DeleteResult,
     FileInfoResult,
     ListResult,
     PresignedURL,
     ProgressCallback,
+    ResumeCallback,
     UploadData,
     UploadResult,
 )
@@ -82,6 +96,8 @@ class GatewayClient(BaseGatewayClient):
         direct_threshold: ``upload_from_local`` and ``download_to_local`` move files
             of at least this many bytes through a presigned URL instead of through
             the gateway (None: never).
+        session_threshold: ``upload_from_local`` sends files of at least this many
+            bytes as :meth:`upload_large` does: parallel parts, resumable (None: never).
         chunk_size: Bytes per read of an upload's file, and per write of a direct
             download (proxied downloads come in the pieces the network gives).
         http_client: An ``httpx.Client`` to send through, e.g. one on an
@@ -108,10 +124,18 @@ class GatewayClient(BaseGatewayClient):
         chunk_size: int = CHUNK_SIZE,
         http_client: httpx.Client | None = None,
         max_connections: int = 16,
+        session_threshold: int | None = DEFAULT_SESSION_THRESHOLD,
     ) -> None:
         super().__init__(
             resolve_settings(
-                gateway_url, timeout, headers, api_key, retry, direct_threshold, chunk_size
+                gateway_url,
+                timeout,
+                headers,
+                api_key,
+                retry,
+                direct_threshold,
+                chunk_size,
+                session_threshold,
             )
         )
         self._owns_http = http_client is None
@@ -320,6 +344,19 @@ class GatewayClient(BaseGatewayClient):
         size = _io.file_size(os.fspath(local_path))
         filename = os.path.basename(os.fspath(local_path))
         body = body_from_path(local_path, size)
+        if self._use_session(size):
+            result = self._upload_local_in_session(
+                local_path,
+                filename,
+                logic_bucket,
+                path,
+                content_type,
+                use_logical_uri,
+                progress,
+                direct,
+            )
+            if result is not None:
+                return result
         if self._use_direct(size, direct):
             result = self._upload_direct(
                 body, filename, logic_bucket, path, content_type, use_logical_uri, progress
@@ -329,6 +366,151 @@ class GatewayClient(BaseGatewayClient):
         return self._upload(
             body, filename, logic_bucket, path, use_logical_uri, content_type, progress
         )
+
+    def upload_large(
+        self,
+        source: str | os.PathLike[str] | BinaryIO,
+        uri: str,
+        *,
+        parallel: int = DEFAULT_PARALLEL,
+        resume: bool = True,
+        part_size: int | None = None,
+        content_type: str | None = None,
+        progress: ProgressCallback | None = None,
+        direct: bool | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        on_resume: ResumeCallback | None = None,
+    ) -> UploadResult:
+        """Upload a large file to ``s3://bucket/key`` in an upload session: parts sent in
+        parallel, each retried on its own, straight to storage through presigned part
+        URLs when the key may presign (else through the gateway), joined into the object
+        at the end; it appears whole or not at all.
+
+        For a local file a small state file (in ``state_dir``) names the session, so
+        that running the same upload again after an interruption (Ctrl-C, a kill, a lost
+        network) sends only the parts the storage does not hold yet. A source file whose
+        size or modification time changed since is not resumed: the old session is
+        aborted and the upload starts again. A seekable file object is sent one part at
+        a time from its current position, and not resumed.
+
+        Args:
+            source: A local file's path, or a seekable binary file object.
+            parallel: Parts in flight at once.
+            resume: Continue an interrupted upload of the same file to the same URI
+                (False: start afresh, aborting that session).
+            part_size: Bytes per part (default: the gateway's choice, 16 MiB unless
+                the file needs larger parts to fit in 10,000).
+            content_type: Stored with the object (default: guessed from the key).
+            progress: Called with each number of bytes sent; the parts a resumed upload
+                skips are reported first, in one call, so the increments add up to the
+                file's size.
+            direct: False: parts always go through the gateway; True: they must go
+                straight to storage (a refusal to presign raises); None: straight
+                when allowed.
+            state_dir: Where state files live (default: ``$REFSTORE_STATE_DIR``, else
+                ``~/.cache/refstore/uploads``).
+            on_resume: Called as ``on_resume(parts, bytes)`` when a resumed upload finds
+                parts already stored.
+
+        Returns:
+            ``{"uri", "success", "message", "size"}``.
+
+        Raises:
+            URIParseError: not an ``s3://bucket/key`` URI, or an unsafe key.
+            InvalidInputError: a file object that cannot seek, or that changed size.
+            FileNotFoundError: (builtin) no such local file.
+            PermissionDeniedError: out of the key's scope.
+            RefStoreError: the gateway has no upload sessions (it predates them).
+            ConnectionError: the gateway or storage is unreachable, after retries.
+        """
+        decode_uri(uri)
+        if isinstance(source, (str, os.PathLike)):
+            file = _io.run_blocking(SourceFile.of, source)
+            return self._upload_in_session(
+                PartSource(file.size, path=file.path),
+                uri,
+                uri,
+                file,
+                parallel,
+                resume,
+                part_size,
+                content_type,
+                progress,
+                direct,
+                state_dir,
+                on_resume,
+            )
+        body = body_from_data(source)
+        if not body.replayable or body.size is None or body.file is None:
+            raise errors.InvalidInputError("upload_large needs a path or a seekable file object")
+        return self._upload_in_session(
+            PartSource(body.size, file=body.file, start=body.start),
+            uri,
+            uri,
+            None,
+            1,
+            False,
+            part_size,
+            content_type,
+            progress,
+            direct,
+            state_dir,
+            on_resume,
+        )
+
+    def list_uploads(
+        self, logic_bucket: str | None = None, prefix: str = ""
+    ) -> list[dict[str, Any]]:
+        """Multipart uploads in progress in a bucket (a scoped key sees its own prefix).
+
+        Returns:
+            ``[{"uri", "backend_upload_id", "started"}, ...]``.
+        """
+        answer = self._dict(self._pending_uploads_call(logic_bucket, prefix))
+        return list(answer["uploads"])
+
+    def get_upload(self, upload_id: str) -> dict[str, Any]:
+        """An upload session and the parts it holds so far.
+
+        Raises:
+            UploadNotFoundError: no such session (completed, aborted, or never started);
+                UploadExpiredError: it expired.
+            PermissionDeniedError: another key started it.
+        """
+        return self._dict(self._session_call(upload_id))
+
+    def abort_upload(
+        self, upload_id: str, *, state_dir: str | os.PathLike[str] | None = None
+    ) -> dict[str, Any]:
+        """Abort an upload session: its parts are freed and no object appears; a state
+        file naming it (see :meth:`upload_large`) is removed, so no rerun resumes it.
+
+        Returns:
+            ``{"upload_id", "uri", "aborted"}``.
+
+        Raises:
+            As :meth:`get_upload` (the state file is removed for a session already gone).
+        """
+        directory = _resume.state_dir(state_dir)
+        try:
+            answer = self._dict(self._abort_session_call(upload_id))
+        except errors.UploadNotFoundError:
+            _io.run_blocking(_resume.forget, directory, upload_id)
+            raise
+        _io.run_blocking(_resume.forget, directory, upload_id)
+        return answer
+
+    def resumable_uploads(
+        self, *, state_dir: str | os.PathLike[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Interrupted :meth:`upload_large` calls of this gateway and key that running
+        the same upload again would resume, from their state files.
+
+        Returns:
+            ``[{"upload_id", "uri", "source", "size", "part_size"}, ...]``, oldest first.
+        """
+        found = _io.run_blocking(_resume.list_states, _resume.state_dir(state_dir))
+        return [state.describe() for _, state in found if state.owner == self.upload_owner]
 
     def download_file(
         self,
@@ -633,6 +815,8 @@ class GatewayClient(BaseGatewayClient):
         source: _io.File | None = None
         if body.path is not None:
             source = _io.open_file(body.path)
+            if body.start:
+                source.seek(body.start)
         elif body.file is not None:
             source = _io.wrap_file(body.file)
             if body.replayable:
@@ -718,6 +902,180 @@ class GatewayClient(BaseGatewayClient):
             bucket = self._default_bucket_name()
         call = self._upload_call(body, filename, bucket, path, use_logical_uri, content_type)
         return cast(UploadResult, self._json(call, progress))
+
+    # -- upload sessions -------------------------------------------------------------
+
+    def _upload_local_in_session(
+        self,
+        local_path: str | os.PathLike[str],
+        filename: str,
+        logic_bucket: str | None,
+        path: str | None,
+        content_type: str | None,
+        use_logical_uri: bool,
+        progress: ProgressCallback | None,
+        direct: bool | None,
+    ) -> UploadResult | None:
+        """``upload_from_local`` of a large file, resumable; None when the gateway has no
+        upload sessions (the caller then uploads in one stream)."""
+        bucket = logic_bucket or self._default_bucket_name()
+        key, uri = self._direct_target(filename, bucket, path)
+        # Without a path the key is made up anew each time: a rerun finds the state by
+        # bucket and filename instead, and keeps the key the first run chose.
+        target = uri if path else f"{bucket}:{filename}"
+        file = _io.run_blocking(SourceFile.of, local_path)
+        try:
+            result = self._upload_in_session(
+                PartSource(file.size, path=file.path),
+                uri,
+                target,
+                file,
+                DEFAULT_PARALLEL,
+                True,
+                None,
+                guess_type(filename, content_type),
+                progress,
+                False if direct is False else None,
+                None,
+                None,
+            )
+        except errors.RefStoreError as exc:
+            if not lacks_sessions(exc):
+                raise
+            logger.info("the gateway has no upload sessions; sending %s in one stream", filename)
+            return None
+        _, key = decode_uri(result["uri"])
+        answer = self._json(self._info_call(result["uri"]))
+        return self._direct_upload_result(bucket, key, answer, file.size, use_logical_uri)
+
+    def _upload_in_session(
+        self,
+        source: PartSource,
+        uri: str,
+        target: str,
+        file: SourceFile | None,
+        parallel: int,
+        resume: bool,
+        part_size: int | None,
+        content_type: str | None,
+        progress: ProgressCallback | None,
+        direct: bool | None,
+        state_dir: str | os.PathLike[str] | None,
+        on_resume: ResumeCallback | None,
+    ) -> UploadResult:
+        state_file = None
+        session: dict[str, Any] | None = None
+        if file is not None:
+            state_file = _resume.state_path(
+                _resume.state_dir(state_dir), self.upload_owner, file.path, target
+            )
+            session = self._resumable_session(state_file, file, resume)
+        if session is None:
+            ctype = guess_type(uri.rsplit("/", 1)[-1], content_type)
+            session = self._dict(self._start_session_call(uri, source.size, part_size, ctype))
+            if state_file is not None and file is not None:
+                state = UploadState(
+                    self.upload_owner,
+                    target,
+                    session["uri"],
+                    session["upload_id"],
+                    int(session["part_size"]),
+                    file,
+                )
+                _io.run_blocking(_resume.save, state_file, state)
+        upload_id = str(session["upload_id"])
+        ranges = part_ranges(source.size, int(session["part_size"]))
+        stored = {
+            part.number: part
+            for part in map(StoredPart.from_json, session.get("parts") or [])
+            if (part.number, part.size) in {(n, length) for n, _, length in ranges}
+        }
+        report = _io.serialized(progress)
+        skipped = sum(part.size for part in stored.values())
+        if stored:
+            if report is not None:
+                report(skipped)
+            if on_resume is not None:
+                on_resume(len(stored), skipped)
+        route = PartRoute(direct=direct is not False)
+        jobs = [
+            functools.partial(
+                self._send_part,
+                upload_id,
+                number,
+                source.body(offset, length),
+                route,
+                direct is True,
+                report,
+            )
+            for number, offset, length in ranges
+            if number not in stored
+        ]
+        sent = _io.gather(jobs, parallel)
+        parts = [*stored.values(), *sent]
+        result = self._json(self._complete_session_call(upload_id, parts))
+        if state_file is not None:
+            _io.run_blocking(_resume.remove, state_file)
+        return cast(UploadResult, result)
+
+    def _resumable_session(
+        self, state_file: Path, file: SourceFile, resume: bool
+    ) -> dict[str, Any] | None:
+        """The session (with its stored parts) an earlier run left for ``file``, or None:
+        none left, or not to be resumed (a changed file, ``resume`` False: it is
+        aborted), or gone from the gateway (expired, completed, aborted)."""
+        state = _io.run_blocking(_resume.load, state_file)
+        if state is None:
+            return None
+        if resume and state.matches(file):
+            try:
+                return self._dict(self._session_call(state.upload_id))
+            except errors.UploadNotFoundError as exc:
+                logger.info(
+                    "the interrupted upload of %s is gone (%s); starting again", file.path, exc
+                )
+        else:
+            if resume:
+                logger.warning(
+                    "%s changed since its upload was interrupted; starting again", file.path
+                )
+            with contextlib.suppress(errors.UploadNotFoundError):
+                self._dict(self._abort_session_call(state.upload_id))
+        _io.run_blocking(_resume.remove, state_file)
+        return None
+
+    def _send_part(
+        self,
+        upload_id: str,
+        number: int,
+        body: Body,
+        route: PartRoute,
+        direct_required: bool,
+        progress: ProgressCallback | None,
+    ) -> StoredPart:
+        """Store one part, straight through its presigned URL while ``route.direct``
+        holds, else through the gateway."""
+        if route.direct:
+            try:
+                link = self._dict(self._part_url_call(upload_id, number))
+                response = self._send(
+                    self._direct_part_call(str(link["url"]), body), progress=progress
+                )
+                return StoredPart(number, part_etag(response), body.size or 0)
+            except (errors.ConnectionError, errors.PermissionDeniedError) as exc:
+                if (
+                    direct_required
+                    or _broke_midway(exc)
+                    or isinstance(exc, errors.AuthenticationError)
+                ):
+                    raise
+                if route.direct:
+                    logger.warning(
+                        "parts of upload %s go through the gateway: %s", upload_id[:12], exc
+                    )
+                route.direct = False
+        answer = self._json(self._part_call(upload_id, number, body), progress)
+        return StoredPart.from_json(answer)
 
     # -- direct transfers and downloads -------------------------------------------
 

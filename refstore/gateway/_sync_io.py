@@ -11,10 +11,14 @@ import os
 import tempfile
 import threading
 import time
-from typing import BinaryIO
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO, TypeVar
 
 from ._direct import DirectFetcher
 from ._types import ProgressCallback
+
+T = TypeVar("T")
 
 Semaphore = threading.Semaphore
 """Bounds the requests in flight (``with``)."""
@@ -91,3 +95,57 @@ def fetch_to_file(
 ) -> int:
     """``fetcher.fetch_to_file`` into ``file``."""
     return fetcher.fetch_to_file(url, file.raw, progress)
+
+
+def run_blocking(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)``."""
+    return function(*args)
+
+
+def serialized(progress: ProgressCallback | None) -> ProgressCallback | None:
+    """``progress`` behind a lock: the parts of :func:`gather` report from their threads."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+
+    def report(n: int) -> None:
+        with lock:
+            progress(n)
+
+    return report
+
+
+def gather(jobs: Sequence[Callable[[], T]], limit: int) -> list[T]:
+    """Run ``jobs`` on at most ``limit`` threads; their results, in order.
+
+    After the first failure no further job starts; once the running ones are done
+    it is raised. On Ctrl-C nothing more starts and the running jobs finish alone.
+    """
+    if limit <= 1 or len(jobs) <= 1:
+        return [job() for job in jobs]
+    failed = threading.Event()
+
+    def run(job: Callable[[], T]) -> T | None:
+        if failed.is_set():
+            return None
+        try:
+            return job()
+        except BaseException:
+            failed.set()
+            raise
+
+    pool = ThreadPoolExecutor(min(limit, len(jobs)), thread_name_prefix="refstore-part")
+    try:
+        futures = [pool.submit(run, job) for job in jobs]
+        for future in futures:
+            future.exception()  # waits
+    except BaseException:
+        failed.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+    return [future.result() for future in futures]  # type: ignore[misc]

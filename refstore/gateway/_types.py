@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, BinaryIO, TypedDict
 
 from ..progress import ProgressCallback
@@ -9,12 +10,16 @@ from ..progress import ProgressCallback
 UploadData = bytes | bytearray | memoryview | BinaryIO
 """What ``upload_file`` accepts: bytes, or a readable binary file object (streamed)."""
 
+ResumeCallback = Callable[[int, int], None]
+"""``on_resume(parts, bytes)``: a resumed upload found that much already stored."""
+
 __all__ = [
     "DeleteResult",
     "FileInfoResult",
     "ListResult",
     "PresignedURL",
     "ProgressCallback",
+    "ResumeCallback",
     "UploadData",
     "UploadResult",
 ]
