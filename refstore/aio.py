@@ -14,13 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Generator, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Mapping,
+)
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .backends import ObjectInfo, ObjectStream
 from .backends.base import CHUNK_SIZE, UploadedPart
 from .buckets import BucketManager
+from .checksums import Checksums
 from .config import StoreConfig
 from .mapping import BucketMap, MappingHolder, MappingVersion
 from .progress import ProgressCallback
@@ -283,9 +292,12 @@ class AsyncRefStore(_Threaded):
         number: int,
         data: UploadData | AsyncIterable[bytes],
         length: int | None = None,
+        checksums: Checksums | Mapping[str, str] | None = None,
     ) -> UploadedPart:
         """As :meth:`RefStore.upload_part`; also accepts an async iterable of chunks."""
-        return await self._run(self._sync.upload_part, upload, number, self._bridge(data), length)
+        return await self._run(
+            self._sync.upload_part, upload, number, self._bridge(data), length, checksums
+        )
 
     @property
     def mapping(self) -> MappingHolder:
@@ -303,6 +315,7 @@ class AsyncRefStore(_Threaded):
         metadata: dict[str, str] | None = None,
         length: int | None = None,
         progress: ProgressCallback | None = None,
+        checksums: Checksums | Mapping[str, str] | None = None,
     ) -> str:
         """As :meth:`RefStore.upload_file`; also accepts an async iterable of chunks,
         streamed to storage as it arrives. ``progress`` is called from a worker thread."""
@@ -317,6 +330,7 @@ class AsyncRefStore(_Threaded):
             metadata=metadata,
             length=length,
             progress=progress,
+            checksums=checksums,
         )
 
     async def run_blocking(self, func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
@@ -332,6 +346,7 @@ class AsyncRefStore(_Threaded):
         metadata: dict[str, str] | None = None,
         length: int | None = None,
         progress: ProgressCallback | None = None,
+        checksums: Checksums | Mapping[str, str] | None = None,
     ) -> ObjectInfo:
         """As :meth:`RefStore.upload_to`; also accepts an async iterable of chunks."""
         return await self._run(
@@ -342,6 +357,7 @@ class AsyncRefStore(_Threaded):
             metadata=metadata,
             length=length,
             progress=progress,
+            checksums=checksums,
         )
 
     @staticmethod

@@ -22,7 +22,8 @@ transient errors that retries repeat::
     │   ├── InvalidBucketNameError       400  bucket name breaks the S3 naming rules
     │   ├── InvalidRangeError            416  byte range outside the object
     │   ├── InvalidPartError             400  a part missing, too small or not as listed
-    │   └── UnsafeURLError               400  ``upload_from_url`` refused the source URL
+    │   ├── UnsafeURLError               400  ``upload_from_url`` refused the source URL
+    │   └── IntegrityError               400  bytes that do not match their checksum
     ├── PermissionDeniedError            403  credentials lack the right
     │   │                                     (also builtins.PermissionError)
     │   └── AuthenticationError          401  credentials missing or wrong
@@ -193,6 +194,14 @@ class UnsafeURLError(InvalidInputError):
     code = "unsafe_url"
 
 
+class IntegrityError(InvalidInputError):
+    """Bytes do not match their checksum: an upload whose declared checksum differs
+    (nothing is stored), or a download whose bytes differ from the object's recorded
+    checksum (no file is left). ``context`` holds ``expected`` and ``actual``."""
+
+    code = "checksum_mismatch"
+
+
 class PermissionDeniedError(RefStoreError, builtins.PermissionError):
     """The credentials are valid but not allowed to do this."""
 
@@ -310,6 +319,11 @@ SPECS: tuple[ErrorSpec, ...] = (
         s3_codes=("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "InvalidPartNumber"),
     ),
     _spec(UnsafeURLError, 400),
+    _spec(
+        IntegrityError,
+        400,
+        s3_codes=("BadDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"),
+    ),
     _spec(
         PermissionDeniedError,
         403,

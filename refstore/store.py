@@ -12,7 +12,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -21,6 +21,7 @@ from .backends import Backend, ListedObject, ObjectInfo, ObjectStream, create_ba
 from .backends.base import CHUNK_SIZE, PendingUpload, UploadedPart
 from .backends.local import LocalBackend
 from .buckets import BucketManager
+from .checksums import METADATA_KEYS, SHA256, Checksums, Hasher, as_checksums
 from .config import DEFAULT_LOCAL_ROOT, MAX_PRESIGN_SECONDS, StoreConfig
 from .keys import build_object_key, validate_bucket_name, validate_prefix
 from .mapping import BucketMap, MappingHolder, MappingVersion
@@ -76,6 +77,10 @@ class ChunkReader(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+RECORDED_KEYS = frozenset(METADATA_KEYS.values())
+"""Metadata names that hold checksums: ``info`` reports them under ``checksums``."""
 
 
 def _as_stream(data: UploadData) -> tuple[BinaryIO, int, int | None]:
@@ -263,6 +268,7 @@ class RefStore:
         metadata: dict[str, str] | None = None,
         length: int | None = None,
         progress: ProgressCallback | None = None,
+        checksums: Checksums | Mapping[str, str] | None = None,
     ) -> str:
         """Upload bytes or a stream and return its ``s3://`` URI.
 
@@ -275,8 +281,11 @@ class RefStore:
             metadata: User metadata stored with the object.
             length: Byte count of a non-seekable stream, when known.
             progress: Called with each number of bytes sent.
+            checksums: The bytes' expected checksums (``{"sha256": ..., "crc32c": ...}``,
+                base64), checked as they stream.
 
         Raises:
+            IntegrityError: the bytes do not match ``checksums``; nothing is stored.
             InvalidKeyError: unsafe ``path`` or filename.
             InvalidBucketNameError: invalid bucket name.
             ConnectionError: the backend is unreachable (after retries where the
@@ -286,7 +295,7 @@ class RefStore:
         key = build_object_key(original_filename, path)
         snapshot = self.mapping.current
         physical = validate_bucket_name(snapshot.physical(logic_bucket))
-        self._put(physical, key, file_data, content_type, metadata, length, progress)
+        self._put(physical, key, file_data, content_type, metadata, length, progress, checksums)
         return self._uri(snapshot, logic_bucket, physical, key, use_logical_uri)
 
     def upload_to(
@@ -298,17 +307,21 @@ class RefStore:
         metadata: dict[str, str] | None = None,
         length: int | None = None,
         progress: ProgressCallback | None = None,
+        checksums: Checksums | Mapping[str, str] | None = None,
     ) -> ObjectInfo:
         """Upload to an exact URI (logical or physical bucket), streaming as :meth:`upload_file`.
 
         Returns:
-            The stored object's metadata (bucket is the physical one).
+            The stored object's metadata (bucket is the physical one), with the
+            checksums of the bytes (``info.checksums``).
 
         Raises:
             URIParseError: invalid URI. Others as for :meth:`upload_file`.
         """
         physical, key, _ = self._resolve(s3_uri)
-        return self._put(physical, key, file_data, content_type, metadata, length, progress)
+        return self._put(
+            physical, key, file_data, content_type, metadata, length, progress, checksums
+        )
 
     def _put(
         self,
@@ -319,7 +332,9 @@ class RefStore:
         metadata: dict[str, str] | None,
         length: int | None,
         progress: ProgressCallback | None,
+        checksums: Checksums | Mapping[str, str] | None = None,
     ) -> ObjectInfo:
+        expected = as_checksums(checksums)
         stream, known_length, replay_from = _as_stream(file_data)
         if length is not None:
             known_length = length
@@ -336,6 +351,7 @@ class RefStore:
                 content_type=content_type or "application/octet-stream",
                 metadata=dict(metadata or {}),
                 progress=progress,
+                expected=expected,
             )
 
         try:
@@ -476,16 +492,24 @@ class RefStore:
         return MultipartUpload(bucket, key, upload_id, chosen, size)
 
     def upload_part(
-        self, upload: MultipartUpload, number: int, data: UploadData, length: int | None = None
+        self,
+        upload: MultipartUpload,
+        number: int,
+        data: UploadData,
+        length: int | None = None,
+        checksums: Checksums | Mapping[str, str] | None = None,
     ) -> UploadedPart:
         """Store part ``number`` (from 1) of ``upload``, replacing one sent before.
+        Its CRC32C is computed (``part.checksum``) and checked against ``checksums``.
 
         Raises:
+            IntegrityError: the part does not match ``checksums``; it is not stored.
             UploadNotFoundError: the upload was completed or aborted.
             InvalidPartError: ``number`` outside 1..10,000.
             InvalidInputError: the part is larger than the upload's part size, or its
                 length is unknown.
         """
+        expected = as_checksums(checksums)
         stream, known, replay_from = _as_stream(data)
         if length is not None:
             known = length
@@ -501,7 +525,7 @@ class RefStore:
             if replay_from is not None:
                 stream.seek(replay_from)
             return self.backend.upload_part(
-                upload.bucket, upload.key, upload.upload_id, number, stream, known
+                upload.bucket, upload.key, upload.upload_id, number, stream, known, expected
             )
 
         return self._call(put) if replay_from is not None else put()
@@ -633,16 +657,20 @@ class RefStore:
         """Stream an object to a local file; returns True.
 
         Bytes go to a temporary file beside ``local_path`` that is renamed into
-        place, so the destination never holds a partial file.
+        place, so the destination never holds a partial file; they are checked
+        against the object's recorded checksums first.
 
         Raises:
             ObjectNotFoundError: no such object (refstore 0.3.0 returned ``False``).
+            IntegrityError: the bytes differ from the recorded checksums (no file is left).
             ConnectionError: the backend failed mid-transfer (nothing is written).
         """
         target = Path(local_path)
         if create_dirs:
             target.parent.mkdir(parents=True, exist_ok=True)
         with self.open(s3_uri) as stream:
+            recorded = stream.info.checksums
+            hasher = Hasher(sha256=recorded.get(SHA256) is not None)
             fd, temp_name = tempfile.mkstemp(
                 dir=target.parent, prefix=f".{target.name}.", suffix=".part"
             )
@@ -650,8 +678,10 @@ class RefStore:
                 with os.fdopen(fd, "wb") as out:
                     for chunk in stream:
                         out.write(chunk)
+                        hasher.update(chunk)
                         if progress:
                             progress(len(chunk))
+                recorded.check(hasher.result(), s3_uri)
                 os.replace(temp_name, target)
             except BaseException:
                 os.unlink(temp_name)
@@ -733,7 +763,8 @@ class RefStore:
             "content_type": info.content_type,
             "last_modified": info.last_modified,
             "etag": info.etag,
-            "metadata": info.metadata,
+            "metadata": {k: v for k, v in info.metadata.items() if k not in RECORDED_KEYS},
+            "checksums": info.checksums.as_dict(),
         }
 
     def file_exists(self, s3_uri: str) -> bool:

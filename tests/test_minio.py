@@ -204,7 +204,13 @@ def _parameters(function: object) -> list[tuple[str, object, object]]:
     return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
 
 
-_MINIO_HOOKS = ["_create_multipart_upload", "_upload_part", "_abort_multipart_upload"]
+_MINIO_HOOKS = [
+    "_create_multipart_upload",
+    "_upload_part",
+    "_abort_multipart_upload",
+    "_put_object",
+    "_complete_multipart_upload",
+]
 
 
 def test_the_private_minio_methods_the_backend_overrides_have_the_signatures_it_expects():
@@ -232,6 +238,15 @@ def test_the_private_minio_methods_the_backend_overrides_have_the_signatures_it_
             "part_number",
         ],
         "_abort_multipart_upload": ["self", "bucket_name", "object_name", "upload_id"],
+        "_put_object": ["self", "bucket_name", "object_name", "data", "headers", "query_params"],
+        "_complete_multipart_upload": [
+            "self",
+            "bucket_name",
+            "object_name",
+            "upload_id",
+            "parts",
+            "ssec",
+        ],
     }
     for name in overridden:
         assert _parameters(getattr(_Minio, name)) == _parameters(getattr(SDK, name)), name
@@ -241,6 +256,7 @@ def test_the_private_minio_methods_the_backend_overrides_have_the_signatures_it_
     assert set(_MINIO_HOOKS) | {"_upload_part_task"} <= set(SDK.put_object.__code__.co_names)
     assert [name for name, _, _ in _parameters(SDK._upload_part_task)] == ["self", "args"]
     assert "_upload_part" in SDK._upload_part_task.__code__.co_names
+    assert "_put_object" in SDK._upload_part.__code__.co_names  # parts carry their CRC32C
     assert SDK("127.0.0.1:9", "a", "b", secure=False)._http is not None
 
 

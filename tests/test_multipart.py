@@ -21,6 +21,7 @@ from refstore import (
     UploadNotFoundError,
 )
 from refstore.backends.base import MAX_PARTS, MIN_PART_SIZE, UploadedPart
+from refstore.checksums import crc32c_of
 from refstore.uploads import DEFAULT_PART_SIZE, MiB, MultipartUpload, choose_part_size
 
 PART = MIN_PART_SIZE
@@ -127,7 +128,9 @@ def test_a_presigned_part_url_stores_that_part_only(store: RefStore) -> None:
                 check(wrong)
         store.upload_part(upload, 1, data)
     else:
-        request = urllib.request.Request(url, data=data, method="PUT")
+        # The upload is checksummed: MinIO wants each part's CRC32C with it.
+        headers = {"x-amz-checksum-crc32c": crc32c_of(data)}
+        request = urllib.request.Request(url, data=data, method="PUT", headers=headers)
         with urllib.request.urlopen(request) as response:
             assert response.status == 200
         other = url.replace("partNumber=1", "partNumber=2")

@@ -31,6 +31,7 @@ from refstore import (
     PermissionDeniedError,
     URIParseError,
 )
+from refstore.checksums import crc32c_of, sha256_of
 from refstore.gateway import AsyncGatewayClient, GatewayClient
 
 BUCKET = unique("sdk")
@@ -44,6 +45,11 @@ AUTH = {
     ],
 }
 UPLOADED = "File uploaded successfully"
+
+
+def recorded(data: bytes) -> dict[str, str]:
+    """The checksums an upload through the gateway answers and records."""
+    return {"crc32c": crc32c_of(data), "sha256": sha256_of(data)}
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +207,7 @@ def test_upload_with_bucket_and_path_keeps_the_filename(client, admin):
         "success": True,
         "message": UPLOADED,
         "size": 11,
+        "checksums": recorded(b"Hello, SDK!"),
     }
     assert stored(admin, result["uri"]) == b"Hello, SDK!"
     info = client.get_file_info(result["uri"])
@@ -226,7 +233,13 @@ def test_upload_without_a_path_gets_a_dated_key(client, admin):
 def test_upload_to_an_exact_uri_even_at_the_top_of_the_bucket(client, admin):
     top = f"s3://{BUCKET}/{unique('top')}.json"
     result = client.upload_to(top, b'{"a": 1}')
-    assert result == {"uri": top, "success": True, "message": UPLOADED, "size": 8}
+    assert result == {
+        "uri": top,
+        "success": True,
+        "message": UPLOADED,
+        "size": 8,
+        "checksums": recorded(b'{"a": 1}'),
+    }
     assert stored(admin, top) == b'{"a": 1}'
     assert client.get_file_info(top)["info"]["content_type"] == "application/json"
 
@@ -303,6 +316,7 @@ def test_upload_from_local_streams_the_file_with_progress(client, admin, tmp_pat
         "success": True,
         "message": UPLOADED,
         "size": len(data),
+        "checksums": recorded(data),
     }
     assert stored(admin, result["uri"]) == data
     assert progress.total == len(data) and min(progress.increments) > 0

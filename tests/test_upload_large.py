@@ -25,6 +25,7 @@ from polling import wait_until
 from sdk_helpers import Progress, open_client
 
 from refstore import errors
+from refstore.checksums import crc32c_of
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -137,12 +138,14 @@ def test_parts_go_straight_to_storage_in_parallel_and_the_object_is_whole(
             source, uri, part_size=PART, parallel=PARALLEL, progress=progress, state_dir=state_dir
         )
         info = client.get_file_info(uri)["info"]
+    checksums = result.pop("checksums")
     assert result == {
         "uri": uri,
         "success": True,
         "message": "File uploaded successfully",
         "size": len(data),
     }
+    assert checksums["crc32c"] == info["checksums"]["crc32c"] == crc32c_of(data)
     assert gateway.read(BUCKET, uri.split("/", 3)[3]) == data
     assert info["content_type"] == "video/mp4"
     assert progress.total == len(data) and min(progress.increments) > 0
@@ -218,8 +221,9 @@ def test_an_interrupted_upload_resumes_with_the_missing_parts_only(
             client.get_upload(pending["upload_id"])  # completed: the session is gone
     assert result["size"] == len(data)
     assert gateway.read(BUCKET, uri.split("/", 3)[3]) == data
-    skipped = sum(part["size"] for part in stored)
-    assert resumed == [(len(stored), skipped)]
+    # (A part in flight at the cut may still have landed after the listing above.)
+    [(parts, skipped)] = resumed
+    assert len(stored) <= parts < 7 and skipped == parts * PART
     # The skipped parts are reported first, in one call; the rest are sent once.
     assert progress.increments[0] == skipped and progress.total == len(data)
 

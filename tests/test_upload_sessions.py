@@ -17,6 +17,8 @@ import pytest
 from gateway_helpers import BACKENDS, Gateway, assert_error, backend_settings, running_gateway
 from gateway_helpers import unique as unique_name
 
+from refstore.checksums import crc32c_of
+
 MiB = 1024 * 1024
 PART = 5 * MiB
 BUCKET = unique_name("sessions")
@@ -75,6 +77,11 @@ def start(client: httpx.Client, uri: str, **fields: Any) -> dict[str, Any]:
     return session
 
 
+def crc(data: bytes) -> dict[str, str]:
+    """The header that declares a part's CRC32C."""
+    return {"x-amz-checksum-crc32c": crc32c_of(data)}
+
+
 def put_part(client: httpx.Client, session: dict[str, Any], number: int, data: bytes) -> Any:
     return client.put(f"/uploads/{session['upload_id']}/parts/{number}", content=data)
 
@@ -113,6 +120,7 @@ def test_presigned_part_urls_go_straight_to_storage_and_name_one_part(
     for number in (1, 2):
         answer = one.get(f"/uploads/{session['upload_id']}/parts/{number}/url")
         assert answer.status_code == 200, answer.text
+        assert answer.json()["required_headers"] == ["x-amz-checksum-crc32c"]
         urls[number] = answer.json()["url"]
     # Straight to MinIO, or to the local backend's links that the gateway serves.
     storage = gateway.process.settings.get("minio", {}).get("endpoint")
@@ -120,9 +128,13 @@ def test_presigned_part_urls_go_straight_to_storage_and_name_one_part(
     with httpx.Client(trust_env=False, timeout=60) as anonymous:
         # Part 1's URL refuses part 2's bytes under part 2's number.
         forged = urls[1].replace("partNumber=1", "partNumber=2").replace("part=1", "part=2")
-        assert anonymous.put(forged, content=b"x").status_code == 403
-        assert anonymous.put(urls[1], content=data[:PART]).status_code == 200
-        assert anonymous.put(urls[2], content=data[PART:]).status_code == 200
+        assert anonymous.put(forged, content=b"x", headers=crc(b"x")).status_code == 403
+        # A part's CRC32C must come with it, and be right.
+        assert anonymous.put(urls[1], content=data[:PART]).status_code == 400
+        wrong = anonymous.put(urls[1], content=data[:PART], headers=crc(b"other bytes"))
+        assert wrong.status_code == 400
+        assert anonymous.put(urls[1], content=data[:PART], headers=crc(data[:PART])).is_success
+        assert anonymous.put(urls[2], content=data[PART:], headers=crc(data[PART:])).is_success
     done = one.post(f"/uploads/{session['upload_id']}/complete")
     assert done.status_code == 200, done.text
     assert one.get("/download", params={"uri": uri}).content == data

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol
 
+from ..checksums import Checksums
 from ..errors import ConnectionError as BackendConnectionError
 from ..errors import RefStoreError
 from ..progress import ProgressCallback
@@ -30,6 +31,8 @@ class ObjectInfo:
     last_modified: datetime | None
     content_type: str = "application/octet-stream"
     metadata: dict[str, str] = field(default_factory=dict)
+    checksums: Checksums = field(default_factory=Checksums)
+    """What is recorded of the object's bytes (CRC32C; SHA-256 where known)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class UploadedPart:
     number: int
     etag: str
     size: int
+    checksum: str | None = None
+    """The part's CRC32C (base64), where the backend computed it."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,16 @@ class Backend(Protocol):
         content_type: str,
         metadata: dict[str, str],
         progress: ProgressCallback | None = None,
-    ) -> ObjectInfo: ...
+        expected: Checksums | None = None,
+    ) -> ObjectInfo:
+        """Store ``length`` bytes of ``data`` (to its end when negative), computing
+        their checksums as they stream; the object appears whole or not at all.
+
+        Raises:
+            IntegrityError: the bytes differ from a checksum in ``expected`` (nothing
+                is stored; an object already there stays).
+        """
+        ...
 
     def open_object(
         self, bucket: str, key: str, *, offset: int = 0, length: int | None = None
@@ -205,8 +219,17 @@ class Backend(Protocol):
     ) -> str: ...
 
     def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: BinaryIO, length: int
-    ) -> UploadedPart: ...
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        data: BinaryIO,
+        length: int,
+        expected: Checksums | None = None,
+    ) -> UploadedPart:
+        """Store one part; its CRC32C is checked against ``expected`` (IntegrityError)."""
+        ...
 
     def list_parts(self, bucket: str, key: str, upload_id: str) -> list[UploadedPart]: ...
 

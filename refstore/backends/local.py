@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import quote, urlencode
 
 from .. import errors
+from ..checksums import CRC32C, Checksums, Hasher
 from ..keys import validate_bucket_name, validate_key, validate_prefix
 from ..progress import ProgressCallback
 from .base import (
@@ -143,6 +144,7 @@ class LocalBackend:
             last_modified=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
             content_type=meta.get("content_type", "application/octet-stream"),
             metadata=meta.get("metadata", {}),
+            checksums=Checksums(meta.get("checksums", {})),
         )
 
     def _place(self, temp: Path, target: Path, bucket: str, key: str) -> None:
@@ -170,12 +172,20 @@ class LocalBackend:
         content_type: str,
         metadata: dict[str, str],
         progress: ProgressCallback | None = None,
+        expected: Checksums | None = None,
     ) -> ObjectInfo:
         target = self._object_path(bucket, key)
         temp = self._temp_path()
         try:
-            etag = self._write(temp, data, length, progress, bucket, key)
-            meta = {"etag": etag, "content_type": content_type, "metadata": metadata}
+            etag, checksums = self._write(temp, data, length, progress, bucket, key)
+            if expected is not None:
+                expected.check(checksums, f"{bucket}/{key}")
+            meta = {
+                "etag": etag,
+                "content_type": content_type,
+                "metadata": metadata,
+                "checksums": checksums.as_dict(),
+            }
             self._commit(temp, meta, bucket, key)
         finally:
             temp.unlink(missing_ok=True)
@@ -195,14 +205,15 @@ class LocalBackend:
         progress: ProgressCallback | None,
         bucket: str,
         key: str,
-    ) -> str:
+    ) -> tuple[str, Checksums]:
         """Copy ``data`` (``length`` bytes, or to its end when negative) into ``path``;
-        return the MD5 hex digest of what was written.
+        return the MD5 hex digest of what was written, and its checksums.
 
         Raises:
             InvalidInputError: ``data`` ended before ``length`` bytes.
         """
         digest = hashlib.md5(usedforsecurity=False)
+        hasher = Hasher()
         size = 0
         with path.open("wb") as out:
             while True:
@@ -214,6 +225,7 @@ class LocalBackend:
                     break
                 out.write(chunk)
                 digest.update(chunk)
+                hasher.update(chunk)
                 size += len(chunk)
                 if progress:
                     progress(len(chunk))
@@ -221,7 +233,7 @@ class LocalBackend:
             raise errors.InvalidInputError(
                 f"stream ended after {size} of {length} announced bytes", bucket=bucket, key=key
             )
-        return digest.hexdigest()
+        return digest.hexdigest(), hasher.result()
 
     def _commit(self, temp: Path, meta: dict[str, Any], bucket: str, key: str) -> None:
         """Rename the written ``temp`` into place as ``bucket/key``, with ``meta``."""
@@ -377,13 +389,22 @@ class LocalBackend:
         return upload_id
 
     def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: BinaryIO, length: int
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        data: BinaryIO,
+        length: int,
+        expected: Checksums | None = None,
     ) -> UploadedPart:
         _check_part_number(number)
         directory = self._upload_dir(bucket, key, upload_id)
         temp = self._temp_path()
         try:
-            etag = self._write(temp, data, length, None, bucket, key)
+            etag, checksums = self._write(temp, data, length, None, bucket, key)
+            if expected is not None:
+                expected.check(checksums, f"part {number} of {bucket}/{key}")
             size = temp.stat().st_size
             # The part's size and digest go in its name: a part renamed into place is
             # whole and described, and a part sent again replaces the old one at once.
@@ -398,7 +419,7 @@ class LocalBackend:
             ) from None
         finally:
             temp.unlink(missing_ok=True)
-        return UploadedPart(number, etag, size)
+        return UploadedPart(number, etag, size, checksums.get(CRC32C))
 
     def list_parts(self, bucket: str, key: str, upload_id: str) -> list[UploadedPart]:
         directory = self._upload_dir(bucket, key, upload_id)
@@ -419,17 +440,21 @@ class LocalBackend:
         session = json.loads((directory / "session.json").read_text())
         temp = self._temp_path()
         digest = hashlib.md5(usedforsecurity=False)
+        hasher = Hasher()
         try:
             with temp.open("wb") as out:
                 for part in chosen:
                     name = directory / f"{part.number:05d}-{part.size}-{part.etag}"
                     with name.open("rb") as source:
-                        shutil.copyfileobj(source, out, CHUNK_SIZE)
+                        while chunk := source.read(CHUNK_SIZE):
+                            out.write(chunk)
+                            hasher.update(chunk)
                     digest.update(bytes.fromhex(part.etag))
             meta = {
                 "etag": f"{digest.hexdigest()}-{len(chosen)}",
                 "content_type": session["content_type"],
                 "metadata": session["metadata"],
+                "checksums": hasher.result().as_dict(),
             }
             self._commit(temp, meta, bucket, key)
         finally:

@@ -14,15 +14,19 @@ from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
+from xml.etree import ElementTree
 
 import certifi
 import urllib3
 from minio import Minio
-from minio.datatypes import Part
+from minio.datatypes import CompleteMultipartUploadResult, Part
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
+from minio.helpers import md5sum_hash
+from minio.xml import Element, SubElement, getbytes
 
 from .. import errors
+from ..checksums import CRC32C, S3_HEADERS, SHA256, Checksums, Hasher, crc32c_of, sha256_of
 from ..config import MinioSettings
 from ..progress import ProgressCallback
 from .base import (
@@ -38,6 +42,13 @@ from .base import (
 )
 
 logger = logging.getLogger(__name__)
+
+CHECKSUM_MODE: dict[str, str | list[str] | tuple[str]] = {"x-amz-checksum-mode": "ENABLED"}
+"""Asks MinIO to answer an object's stored checksum with its bytes or metadata."""
+CRC32C_UPLOAD = {"x-amz-checksum-algorithm": "CRC32C", "x-amz-checksum-type": "FULL_OBJECT"}
+"""A multipart upload whose every part carries its CRC32C, checked by MinIO, and whose
+object gets the CRC32C of all its bytes (MinIO combines the parts')."""
+S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 UNKNOWN_LENGTH_PARALLEL_PARTS = 2
 """Parts of a stream of unknown length uploaded at once. Peak memory is about
@@ -112,10 +123,23 @@ class _Progress:
 class _UploadGuard:
     """Shared between the reading thread and minio-py's part-upload workers."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: Checksums | None = None) -> None:
         self.failure: BaseException | None = None
         self.upload_id: str | None = None
         self.multipart = False
+        self.hasher = Hasher()
+        self.expected = expected
+
+    def check(self, what: str) -> Checksums:
+        """The checksums of every byte read so far, checked against ``expected``.
+
+        Raises:
+            IntegrityError: they differ.
+        """
+        checksums = self.hasher.result()
+        if self.expected is not None:
+            self.expected.check(checksums, what)
+        return checksums
 
     @property
     def may_have_stored(self) -> bool:
@@ -177,6 +201,7 @@ class _GuardedReader:
             raise self._guard.failure
         chunk = self._data.read(size)
         self.count += len(chunk)
+        self._guard.hasher.update(chunk)
         return chunk
 
 
@@ -197,6 +222,7 @@ class _Minio(Minio):
         self.pending_lock = threading.Lock()
         self._current = threading.local()
         self.guards = _UploadGuards()
+        self._part_checksums: dict[tuple[str, int], str] = {}
 
     def guarded_put(self, data: _GuardedReader, guard: _UploadGuard, **kwargs: Any) -> Any:
         self._current.guard = guard
@@ -206,10 +232,111 @@ class _Minio(Minio):
             self._current.guard = None
             self.guards.discard(guard)
 
+    def _put_object(
+        self,
+        bucket_name: str,
+        object_name: str,
+        data: bytes,
+        headers: Any = None,
+        query_params: Any = None,
+    ) -> Any:
+        """Every body minio-py sends is in memory: it goes with its CRC32C, which MinIO
+        checks and keeps. An object sent in one request also records both checksums
+        in its metadata (a multipart object's are known only once it is complete)."""
+        headers = dict(headers or {})
+        crc = crc32c_of(data)
+        headers[S3_HEADERS[CRC32C]] = crc
+        if query_params and "uploadId" in query_params:
+            key = (str(query_params["uploadId"]), int(query_params["partNumber"]))
+            with self.pending_lock:
+                self._part_checksums[key] = crc
+        else:
+            guard = getattr(self._current, "guard", None)
+            if guard is not None and guard.hasher.size == len(data):
+                checksums = guard.hasher.result()
+            else:
+                checksums = Checksums({CRC32C: crc, SHA256: sha256_of(data)})
+            if guard is not None and guard.expected is not None:
+                guard.expected.check(checksums, f"{bucket_name}/{object_name}")
+            headers.update({f"x-amz-meta-{k}": v for k, v in checksums.metadata().items()})
+        return super()._put_object(bucket_name, object_name, data, headers, query_params)
+
+    def _complete_multipart_upload(
+        self,
+        bucket_name: str,
+        object_name: str,
+        upload_id: str,
+        parts: list[Part],
+        ssec: Any = None,
+    ) -> CompleteMultipartUploadResult:
+        """minio-py's request, with each part's CRC32C (MinIO refuses the parts of a
+        checksummed upload without them); a guarded upload's bytes are checked first."""
+        guard = getattr(self._current, "guard", None)
+        if guard is not None:
+            guard.check(f"{bucket_name}/{object_name}")  # raising aborts the upload
+        with self.pending_lock:
+            known = {
+                number: self._part_checksums.pop((upload_id, number))
+                for (uid, number) in list(self._part_checksums)
+                if uid == upload_id
+            }
+        if any(part.part_number not in known for part in parts):
+            known = {**self.listed_part_checksums(bucket_name, object_name, upload_id), **known}
+        element = Element("CompleteMultipartUpload")
+        for part in parts:
+            tag = SubElement(element, "Part")
+            SubElement(tag, "PartNumber", str(part.part_number))
+            SubElement(tag, "ETag", '"' + part.etag + '"')
+            if known.get(part.part_number):
+                SubElement(tag, "ChecksumCRC32C", known[part.part_number])
+        body = getbytes(element)
+        headers: dict[str, Any] = {
+            "Content-Type": "application/xml",
+            "Content-MD5": md5sum_hash(body),
+        }
+        if ssec:
+            headers.update(ssec.headers())
+        response = self._execute(
+            "POST",
+            bucket_name,
+            object_name,
+            body=body,
+            headers=headers,
+            query_params={"uploadId": upload_id},
+        )
+        return CompleteMultipartUploadResult(response)
+
+    def listed_part_checksums(self, bucket: str, key: str, upload_id: str) -> dict[int, str]:
+        """The CRC32C of every stored part of an upload, as MinIO lists them (parts
+        sent straight to MinIO through presigned URLs were never seen here)."""
+        found: dict[int, str] = {}
+        marker = "0"
+        while True:
+            response = self._execute(
+                "GET",
+                bucket,
+                key,
+                query_params={
+                    "uploadId": upload_id,
+                    "max-parts": "1000",
+                    "part-number-marker": marker,
+                },
+            )
+            root = ElementTree.fromstring(response.data)
+            for part in root.iter(f"{S3_NS}Part"):
+                number = part.findtext(f"{S3_NS}PartNumber")
+                crc = part.findtext(f"{S3_NS}ChecksumCRC32C")
+                if number and crc:
+                    found[int(number)] = crc
+            marker = root.findtext(f"{S3_NS}NextPartNumberMarker") or ""
+            if root.findtext(f"{S3_NS}IsTruncated") != "true" or not marker:
+                return found
+
     def _create_multipart_upload(self, bucket_name: str, object_name: str, headers: Any) -> str:
         guard = getattr(self._current, "guard", None)
         if guard is not None:
             guard.multipart = True
+        headers = {**(headers or {}), **CRC32C_UPLOAD}
         upload_id: str = super()._create_multipart_upload(bucket_name, object_name, headers)
         if guard is not None:
             self.guards.add(upload_id, guard)
@@ -291,7 +418,20 @@ def _info_from_headers(bucket: str, key: str, headers: Any) -> ObjectInfo:
         last_modified=_parse_http_date(headers.get("Last-Modified")),
         content_type=headers.get("Content-Type", "application/octet-stream"),
         metadata={k.lower(): v for k, v in metadata.items()},
+        checksums=_recorded_checksums(headers),
     )
+
+
+def _recorded_checksums(headers: Any) -> Checksums:
+    """The checksums an object's headers record: MinIO's own CRC32C (it checked it
+    against the bytes when they were written), else RefStore's metadata, which also
+    has SHA-256 for objects written in one request."""
+    lowered = {str(k).lower(): v for k, v in headers.items()}
+    recorded = Checksums.from_metadata(lowered, prefix="x-amz-meta-")
+    native = lowered.get(S3_HEADERS[CRC32C])
+    if native and "-" not in native:  # "...-N" is a composite of parts, not the bytes'
+        recorded = Checksums({**recorded.values, CRC32C: native})
+    return recorded
 
 
 class MinioBackend:
@@ -373,9 +513,10 @@ class MinioBackend:
         content_type: str,
         metadata: dict[str, str],
         progress: ProgressCallback | None = None,
+        expected: Checksums | None = None,
     ) -> ObjectInfo:
         self._before()
-        guard = _UploadGuard()
+        guard = _UploadGuard(expected)
         reader = _GuardedReader(data, guard)
         try:
             if isinstance(self.client, _Minio):
@@ -393,8 +534,17 @@ class MinioBackend:
                 num_parallel_uploads=UNKNOWN_LENGTH_PARALLEL_PARTS if length < 0 else 3,
                 progress=_Progress(progress) if progress else None,
             )
+        except errors.IntegrityError:
+            raise  # checked before the object was created: nothing is stored
         except Exception as exc:
             raise translate_error(exc, bucket, key, write=guard.may_have_stored) from exc
+        checksums = guard.hasher.result()
+        if not isinstance(self.client, _Minio) and expected is not None:
+            try:  # a plain client cannot check before: the object goes again
+                expected.check(checksums, f"{bucket}/{key}")
+            except errors.IntegrityError:
+                self.delete_object(bucket, key)
+                raise
         return ObjectInfo(
             bucket=bucket,
             key=key,
@@ -403,6 +553,7 @@ class MinioBackend:
             last_modified=None,
             content_type=content_type,
             metadata=dict(metadata),
+            checksums=checksums,
         )
 
     def open_object(
@@ -420,7 +571,9 @@ class MinioBackend:
                 release=lambda: None,
             )
         try:
-            response = self.client.get_object(bucket, key, offset=offset, length=length or 0)
+            response = self.client.get_object(
+                bucket, key, offset=offset, length=length or 0, request_headers=CHECKSUM_MODE
+            )
         except Exception as exc:
             raise translate_error(exc, bucket, key) from exc
         info = _info_from_headers(bucket, key, response.headers)
@@ -441,7 +594,7 @@ class MinioBackend:
     def stat_object(self, bucket: str, key: str) -> ObjectInfo:
         self._before()
         try:
-            stat = self.client.stat_object(bucket, key)
+            stat = self.client.stat_object(bucket, key, extra_headers=CHECKSUM_MODE)
         except Exception as exc:
             raise translate_error(exc, bucket, key) from exc
         metadata = {
@@ -457,6 +610,7 @@ class MinioBackend:
             last_modified=stat.last_modified,
             content_type=stat.content_type or "application/octet-stream",
             metadata=metadata,
+            checksums=_recorded_checksums(stat.metadata or {}),
         )
 
     def delete_object(self, bucket: str, key: str) -> None:
@@ -526,7 +680,14 @@ class MinioBackend:
         return upload_id
 
     def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: BinaryIO, length: int
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        data: BinaryIO,
+        length: int,
+        expected: Checksums | None = None,
     ) -> UploadedPart:
         if not 1 <= number <= MAX_PARTS:
             raise errors.InvalidPartError(f"part numbers are 1 to {MAX_PARTS}, got {number}")
@@ -541,12 +702,17 @@ class MinioBackend:
                     key=key,
                 )
             body += chunk
+        hasher = Hasher(sha256=expected is not None and expected.get(SHA256) is not None)
+        hasher.update(body)
+        checksums = hasher.result()
+        if expected is not None:
+            expected.check(checksums, f"part {number} of {bucket}/{key}")
         self._before()
-        try:
+        try:  # (our client adds the part's CRC32C itself)
             etag = self.client._upload_part(bucket, key, bytes(body), None, upload_id, number)
         except Exception as exc:
             raise translate_error(exc, bucket, key, write=True) from exc
-        return UploadedPart(number, etag.strip('"'), len(body))
+        return UploadedPart(number, etag.strip('"'), len(body), checksums.get(CRC32C))
 
     def list_parts(self, bucket: str, key: str, upload_id: str) -> list[UploadedPart]:
         self._before()

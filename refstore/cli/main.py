@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import errors
-from . import admin, objects, transfers, uploads
+from . import admin, objects, transfers, uploads, verify
 from .operator import add_operator_command
 from .output import EXIT_CODES_HELP, EXIT_ERROR, Output
 from .serve import add_serve_command
@@ -38,6 +38,7 @@ examples:
   refstore upload big.iso s3://default/isos/          # large: parallel parts;
                                                        # rerun after Ctrl-C to resume
   refstore uploads ls                                  # interrupted uploads
+  refstore verify s3://default/isos/big.iso big.iso    # same bytes as the local file?
   refstore rm -r s3://default/photos/ --yes
   refstore --config refstore.yaml ls s3://default      # no gateway: storage directly
 
@@ -206,6 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = command("info", lambda t, o, a: objects.info(t, o, a.uri), "show an object's metadata")
     info.add_argument("uri", metavar="URI", help="s3://bucket/key")
+
+    check = command(
+        "verify",
+        lambda t, o, a: verify.verify(t, o, a.uri, a.file),
+        "check an object's bytes, or a local file, against the object's recorded checksums",
+    )
+    check.add_argument("uri", metavar="URI", help="s3://bucket/key")
+    check.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="compare this local file instead of downloading the object",
+    )
 
     presign = command(
         "presign",

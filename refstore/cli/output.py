@@ -23,6 +23,7 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_PERMISSION = 4
 EXIT_UNAVAILABLE = 5
+EXIT_INTEGRITY = 6
 
 EXIT_CODES_HELP = """\
 exit status:
@@ -32,6 +33,7 @@ exit status:
   3  not found: no such object, bucket or local file
   4  permission denied: missing or wrong key, or out of the key's scope
   5  unavailable: the gateway or storage cannot be reached
+  6  integrity: bytes differ from their checksum (nothing is kept)
 """
 
 
@@ -43,6 +45,8 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_PERMISSION
     if isinstance(exc, (errors.ConnectionError, builtins.ConnectionError)):
         return EXIT_UNAVAILABLE
+    if isinstance(exc, errors.IntegrityError):
+        return EXIT_INTEGRITY
     if isinstance(exc, (errors.InvalidInputError, errors.ConfigError)):
         return EXIT_USAGE
     return EXIT_ERROR

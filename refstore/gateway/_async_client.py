@@ -42,6 +42,7 @@ from ._core import (
     RetryPolicy,
     StoredPart,
     Transferred,
+    Verifier,
     body_from_data,
     body_from_path,
     connection_error,
@@ -1062,11 +1063,12 @@ class AsyncGatewayClient(BaseGatewayClient):
     ) -> StoredPart:
         """Store one part, straight through its presigned URL while ``route.direct``
         holds, else through the gateway."""
+        crc = await _io.run_blocking(_resume.body_crc32c, body, self._settings.chunk_size)
         if route.direct:
             try:
                 link = await self._dict(self._part_url_call(upload_id, number))
                 response = await self._send(
-                    self._direct_part_call(str(link["url"]), body), progress=progress
+                    self._direct_part_call(str(link["url"]), body, crc), progress=progress
                 )
                 return StoredPart(number, part_etag(response), body.size or 0)
             except (errors.ConnectionError, errors.PermissionDeniedError) as exc:
@@ -1081,7 +1083,7 @@ class AsyncGatewayClient(BaseGatewayClient):
                         "parts of upload %s go through the gateway: %s", upload_id[:12], exc
                     )
                 route.direct = False
-        answer = await self._json(self._part_call(upload_id, number, body), progress)
+        answer = await self._json(self._part_call(upload_id, number, body, crc), progress)
         return StoredPart.from_json(answer)
 
     # -- direct transfers and downloads -------------------------------------------
@@ -1110,7 +1112,8 @@ class AsyncGatewayClient(BaseGatewayClient):
         if link is None:
             return None
         try:
-            await self._send(self._direct_put_call(link["url"], body), progress=progress)
+            crc = await _io.run_blocking(_resume.body_crc32c, body, self._settings.chunk_size)
+            await self._send(self._direct_put_call(link["url"], body, crc), progress=progress)
         except (errors.ConnectionError, errors.PermissionDeniedError) as exc:
             if _broke_midway(exc):
                 raise
@@ -1247,6 +1250,8 @@ class AsyncDownloadStream:
         self.size = total_size(response) if response is not None else None
         self.etag = self.headers.get("etag", "").strip('"') or None
         self.content_type = self.headers.get("content-type", "application/octet-stream")
+        whole = response is not None and response.status_code == 200 and not offset
+        self._verifier = Verifier.of(self.headers) if whole and length is None else None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.aiter_bytes()
@@ -1254,7 +1259,11 @@ class AsyncDownloadStream:
     async def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
         """Yield the body in chunks of ``chunk_size`` bytes (default: as received).
 
+        The bytes of a whole object are checked against the checksums its answer
+        declares once the last chunk is out.
+
         Raises:
+            IntegrityError: the bytes differ from the object's recorded checksums.
             ConnectionError: the connection broke and could not be resumed.
             ConflictError: the object changed before a broken download could resume.
         """
@@ -1265,6 +1274,8 @@ class AsyncDownloadStream:
             try:
                 async for chunk in self._response.aiter_bytes(chunk_size):
                     self._received += len(chunk)
+                    if self._verifier is not None:
+                        self._verifier.update(chunk)
                     if self._progress is not None:
                         self._progress(len(chunk))
                     yield chunk
@@ -1281,6 +1292,9 @@ class AsyncDownloadStream:
                     type(exc).__name__,
                 )
                 await self._resume()
+        if self._verifier is not None:
+            verifier, self._verifier = self._verifier, None
+            verifier.check(self.uri)
 
     async def _resume(self) -> None:
         assert self._response is not None and self.length is not None

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from .. import errors
+from ..checksums import CRC32C, S3_HEADERS, SHA256, Checksums, Hasher, from_headers
 from ..keys import build_object_key, normalize_filename, normalize_path
 from ..mapping import MappingVersion
 from ..retry import RetryHandler
@@ -376,6 +377,40 @@ def part_etag(response: httpx.Response) -> str:
     return etag
 
 
+class Verifier:
+    """Checks the bytes of a whole-object download against the checksums its answer
+    declares: ``Repr-Digest`` and ``x-amz-checksum-*`` (the gateway, or MinIO asked
+    with ``x-amz-checksum-mode``), else RefStore's ``x-amz-meta-refstore-*`` metadata."""
+
+    def __init__(self, expected: Checksums) -> None:
+        self._expected = expected
+        self._hasher = Hasher(sha256=expected.get(SHA256) is not None)
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str]) -> Verifier | None:
+        """A verifier for an answer's declared checksums; None when it declares none
+        (an object stored before RefStore recorded checksums, a composite checksum)."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        usable = {k: v for k, v in lowered.items() if not k.startswith("x-amz-checksum-")}
+        usable.update(
+            {k: v for k, v in lowered.items() if k in S3_HEADERS.values() and "-" not in v}
+        )
+        try:
+            declared = from_headers(usable, digest_field="repr-digest")
+        except errors.InvalidInputError as exc:
+            logger.warning("not verifying a download: %s", exc)
+            return None
+        expected = declared.merged(Checksums.from_metadata(lowered, prefix="x-amz-meta-"))
+        return cls(expected) if expected else None
+
+    def update(self, chunk: bytes) -> None:
+        self._hasher.update(chunk)
+
+    def check(self, what: str) -> None:
+        """Raises: IntegrityError: the bytes differ from what the answer declared."""
+        self._expected.check(self._hasher.result(), what)
+
+
 def new_request_id() -> str:
     """``X-Request-ID`` of one call (the same on every attempt of it)."""
     return uuid.uuid4().hex
@@ -623,9 +658,10 @@ class BaseGatewayClient:
             params["logic_bucket"] = logic_bucket
         return Call("GET", self._url("/uploads"), params=params)
 
-    def _part_call(self, upload_id: str, number: int, body: Body) -> Call:
+    def _part_call(self, upload_id: str, number: int, body: Body, crc32c: str) -> Call:
         url = self._url(f"/uploads/{quote(upload_id, safe='')}/parts/{number}")
-        return Call("PUT", url, body=body, not_found=errors.UploadNotFoundError)
+        headers = {S3_HEADERS[CRC32C]: crc32c}
+        return Call("PUT", url, headers=headers, body=body, not_found=errors.UploadNotFoundError)
 
     def _part_url_call(self, upload_id: str, number: int) -> Call:
         url = self._url(f"/uploads/{quote(upload_id, safe='')}/parts/{number}/url")
@@ -651,17 +687,26 @@ class BaseGatewayClient:
         return key, encode_uri(logic_bucket, key)
 
     @staticmethod
-    def _direct_put_call(url: str, body: Body) -> Call:
-        headers = {"Content-Type": body.content_type}
+    def _direct_put_call(url: str, body: Body, crc32c: str) -> Call:
+        # Storage checks the bytes against their CRC32C and keeps it.
+        headers = {"Content-Type": body.content_type, S3_HEADERS[CRC32C]: crc32c}
         return Call("PUT", url, headers=headers, body=body, to_gateway=False)
 
     @staticmethod
-    def _direct_part_call(url: str, body: Body) -> Call:
-        return Call("PUT", url, body=body, to_gateway=False, not_found=errors.UploadNotFoundError)
+    def _direct_part_call(url: str, body: Body, crc32c: str) -> Call:
+        headers = {S3_HEADERS[CRC32C]: crc32c}  # storage checks the part against it
+        return Call(
+            "PUT",
+            url,
+            headers=headers,
+            body=body,
+            to_gateway=False,
+            not_found=errors.UploadNotFoundError,
+        )
 
     @staticmethod
     def _direct_get_call(url: str, offset: int, length: int | None) -> Call:
-        headers = _download_headers(offset, length)
+        headers = {**_download_headers(offset, length), **CHECKSUM_MODE}
         return Call(
             "GET", url, headers=headers, to_gateway=False, not_found=errors.ObjectNotFoundError
         )
@@ -687,7 +732,13 @@ class BaseGatewayClient:
                 f"direct upload stored {size} bytes, {expected} were sent", key=key
             )
         bucket = logic_bucket if use_logical_uri else str(info["physical_bucket"])
-        return {"uri": encode_uri(bucket, key), "success": True, "message": UPLOADED, "size": size}
+        return {
+            "uri": encode_uri(bucket, key),
+            "success": True,
+            "message": UPLOADED,
+            "size": size,
+            "checksums": info.get("checksums") or None,
+        }
 
     # answers
 
@@ -730,6 +781,10 @@ class BaseGatewayClient:
             self._settings.retry.max_retries,
             delay,
         )
+
+
+CHECKSUM_MODE = {"x-amz-checksum-mode": "ENABLED"}
+"""Asks MinIO (behind a presigned GET) to answer the object's stored checksum."""
 
 
 def _download_headers(offset: int, length: int | None) -> dict[str, str]:

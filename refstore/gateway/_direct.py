@@ -23,7 +23,15 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from .. import errors
-from ._core import RETRY_STATUSES, Call, ClientSettings, error_from_response, retry_after
+from ._core import (
+    CHECKSUM_MODE,
+    RETRY_STATUSES,
+    Call,
+    ClientSettings,
+    Verifier,
+    error_from_response,
+    retry_after,
+)
 
 logger = logging.getLogger("refstore.gateway")
 
@@ -83,9 +91,10 @@ class DirectFetcher:
         retry = self._settings.retry
         received = 0
         etag: str | None = None
+        verifier: Verifier | None = None
         attempt = 0
         while True:
-            headers = {"Accept-Encoding": "identity"}
+            headers = {"Accept-Encoding": "identity", **CHECKSUM_MODE}
             if received:
                 headers["Range"] = f"bytes={received}-"
             try:
@@ -116,15 +125,21 @@ class DirectFetcher:
                                 "the object changed during the download", url=call.safe_url
                             )
                         etag = etag or tag
+                        if received == 0 and status == 200:
+                            verifier = Verifier.of(dict(response.headers))
                         for chunk in response.stream(self._settings.chunk_size):
                             if checkpoint is not None:
                                 checkpoint()
                             out.write(chunk)
+                            if verifier is not None:
+                                verifier.update(chunk)
                             received += len(chunk)
                             state[0] = received
                             if progress is not None:
                                 progress(len(chunk))
                         drained = True
+                        if verifier is not None:
+                            verifier.check(call.safe_url)
                         return received
                 except (ProtocolError, Urllib3Timeout) as exc:
                     if attempt >= retry.max_retries:

@@ -15,7 +15,11 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from .. import errors
+from ..checksums import CRC32C, Hasher
+from ._core import Body
 
 STATE_DIR_ENV = "REFSTORE_STATE_DIR"
 
@@ -123,6 +127,33 @@ def list_states(directory: Path) -> list[tuple[Path, UploadState]]:
         if state is not None:
             found.append((path, state))
     return found
+
+
+def body_crc32c(body: Body, chunk_size: int) -> str:
+    """The CRC32C of a body read from its file (sent in a part.s or a direct PUT.s
+    ``x-amz-checksum-crc32c``, which storage checks).
+
+    Raises:
+        InvalidInputError: the file ended before the part did.
+    """
+    with contextlib.ExitStack() as stack:
+        if body.path is not None:
+            file: BinaryIO = stack.enter_context(open(body.path, "rb"))
+        else:
+            assert body.file is not None
+            file = body.file
+        file.seek(body.start)
+        hasher = Hasher(sha256=False)
+        remaining = body.size or 0
+        while remaining > 0:
+            data = file.read(min(chunk_size, remaining))
+            if not data:
+                raise errors.InvalidInputError(
+                    f"the file ended {remaining} bytes early (did it shrink during the upload?)"
+                )
+            hasher.update(data)
+            remaining -= len(data)
+    return str(hasher.result().get(CRC32C))
 
 
 def forget(directory: Path, upload_id: str) -> None:

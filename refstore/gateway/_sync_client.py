@@ -43,6 +43,7 @@ from ._core import (
     RetryPolicy,
     StoredPart,
     Transferred,
+    Verifier,
     body_from_data,
     body_from_path,
     connection_error,
@@ -1055,11 +1056,12 @@ class GatewayClient(BaseGatewayClient):
     ) -> StoredPart:
         """Store one part, straight through its presigned URL while ``route.direct``
         holds, else through the gateway."""
+        crc = _io.run_blocking(_resume.body_crc32c, body, self._settings.chunk_size)
         if route.direct:
             try:
                 link = self._dict(self._part_url_call(upload_id, number))
                 response = self._send(
-                    self._direct_part_call(str(link["url"]), body), progress=progress
+                    self._direct_part_call(str(link["url"]), body, crc), progress=progress
                 )
                 return StoredPart(number, part_etag(response), body.size or 0)
             except (errors.ConnectionError, errors.PermissionDeniedError) as exc:
@@ -1074,7 +1076,7 @@ class GatewayClient(BaseGatewayClient):
                         "parts of upload %s go through the gateway: %s", upload_id[:12], exc
                     )
                 route.direct = False
-        answer = self._json(self._part_call(upload_id, number, body), progress)
+        answer = self._json(self._part_call(upload_id, number, body, crc), progress)
         return StoredPart.from_json(answer)
 
     # -- direct transfers and downloads -------------------------------------------
@@ -1103,7 +1105,8 @@ class GatewayClient(BaseGatewayClient):
         if link is None:
             return None
         try:
-            self._send(self._direct_put_call(link["url"], body), progress=progress)
+            crc = _io.run_blocking(_resume.body_crc32c, body, self._settings.chunk_size)
+            self._send(self._direct_put_call(link["url"], body, crc), progress=progress)
         except (errors.ConnectionError, errors.PermissionDeniedError) as exc:
             if _broke_midway(exc):
                 raise
@@ -1238,6 +1241,8 @@ class DownloadStream:
         self.size = total_size(response) if response is not None else None
         self.etag = self.headers.get("etag", "").strip('"') or None
         self.content_type = self.headers.get("content-type", "application/octet-stream")
+        whole = response is not None and response.status_code == 200 and not offset
+        self._verifier = Verifier.of(self.headers) if whole and length is None else None
 
     def __iter__(self) -> Iterator[bytes]:
         return self.iter_bytes()
@@ -1245,7 +1250,11 @@ class DownloadStream:
     def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
         """Yield the body in chunks of ``chunk_size`` bytes (default: as received).
 
+        The bytes of a whole object are checked against the checksums its answer
+        declares once the last chunk is out.
+
         Raises:
+            IntegrityError: the bytes differ from the object's recorded checksums.
             ConnectionError: the connection broke and could not be resumed.
             ConflictError: the object changed before a broken download could resume.
         """
@@ -1256,6 +1265,8 @@ class DownloadStream:
             try:
                 for chunk in self._response.iter_bytes(chunk_size):
                     self._received += len(chunk)
+                    if self._verifier is not None:
+                        self._verifier.update(chunk)
                     if self._progress is not None:
                         self._progress(len(chunk))
                     yield chunk
@@ -1272,6 +1283,9 @@ class DownloadStream:
                     type(exc).__name__,
                 )
                 self._resume()
+        if self._verifier is not None:
+            verifier, self._verifier = self._verifier, None
+            verifier.check(self.uri)
 
     def _resume(self) -> None:
         assert self._response is not None and self.length is not None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, BinaryIO, TypedDict
 
+from typing_extensions import NotRequired
+
 from ..progress import ProgressCallback
 
 UploadData = bytes | bytearray | memoryview | BinaryIO
@@ -26,12 +28,14 @@ __all__ = [
 
 
 class UploadResult(TypedDict):
-    """``{"uri", "success", "message", "size"}``, the same for proxied and direct uploads."""
+    """``{"uri", "success", "message", "size", "checksums"}``, the same for proxied and
+    direct uploads (``checksums``: base64 ``crc32c`` and, where known, ``sha256``)."""
 
     uri: str
     success: bool
     message: str | None
     size: int | None
+    checksums: NotRequired[dict[str, str] | None]
 
 
 class PresignedURL(TypedDict):

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..checksums import CRC32C, S3_HEADERS
+
 
 class RequestBody(BaseModel):
     """A JSON request body: a field it does not know is refused (422), not ignored, so
@@ -20,11 +22,18 @@ class ErrorResponse(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. object_not_found")
 
 
+CHECKSUMS = (
+    "Base64 checksums of the stored bytes: `crc32c` always, `sha256` where known "
+    "(as S3's x-amz-checksum-* headers carry them)"
+)
+
+
 class UploadResponse(BaseModel):
     uri: str
     success: bool
     message: str | None = None
     size: int | None = Field(None, description="Bytes stored")
+    checksums: dict[str, str] | None = Field(None, description=CHECKSUMS)
 
 
 class UrlUploadRequest(RequestBody):
@@ -52,6 +61,7 @@ class FileInfo(BaseModel):
     last_modified: datetime | None
     etag: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    checksums: dict[str, str] = Field(default_factory=dict, description=CHECKSUMS)
 
 
 class FileInfoResponse(BaseModel):
@@ -192,6 +202,7 @@ class UploadPart(BaseModel):
     part_number: int = Field(description="1..10,000")
     etag: str = Field(description="As the part's upload answered it")
     size: int | None = Field(None, description="Bytes of the part")
+    checksum_crc32c: str | None = Field(None, description="The part's CRC32C (base64)")
 
 
 class UploadSessionResponse(BaseModel):
@@ -215,6 +226,11 @@ class UploadCompleteRequest(RequestBody):
 class PartURLResponse(BaseModel):
     url: str = Field(description="PUT the part's bytes here, without credentials")
     method: str = "PUT"
+    required_headers: list[str] = Field(
+        default_factory=lambda: [S3_HEADERS[CRC32C]],
+        description="Send the part's CRC32C (base64 of its 4 big-endian bytes) in "
+        "x-amz-checksum-crc32c: storage checks the bytes against it",
+    )
     part_number: int
     expiry: int = Field(description="Seconds the URL stays valid")
 

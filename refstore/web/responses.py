@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..aio import AsyncObjectStream
 from ..backends import ObjectInfo
+from ..checksums import S3_HEADERS, Checksums
 from ..errors import InvalidRangeError
 from ..store import RefStore
 from ..uri import decode_uri
@@ -70,6 +71,15 @@ def _open(store: RefStore, uri: str, offset: int, length: int | None) -> tuple[A
         return stream.info, stream.read()
 
 
+def digest_headers(checksums: Checksums) -> dict[str, str]:
+    """What a whole object's answer says of its bytes, for the client to check:
+    ``Repr-Digest`` (RFC 9530) and S3's ``x-amz-checksum-*``."""
+    headers = {"Repr-Digest": checksums.digest_header()}
+    for name, value in checksums.values.items():
+        headers[S3_HEADERS[name]] = value
+    return headers
+
+
 async def object_response(gateway: Gateway, uri: str, request: Request) -> Response:
     """The object at ``uri`` as a streaming 200/206 response (or 304).
 
@@ -112,6 +122,8 @@ async def object_response(gateway: Gateway, uri: str, request: Request) -> Respo
     if byte_range is not None:
         status = 206
         headers["Content-Range"] = byte_range.content_range(info.size)
+    elif info.checksums:
+        headers.update(digest_headers(info.checksums))
     if stream is None:
         gateway.metrics.bytes_out.inc(len(body or b""))
         return Response(body, status_code=status, headers=headers, media_type=info.content_type)

@@ -16,6 +16,8 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
 from .. import errors
+from ..backends.base import ObjectInfo
+from ..checksums import Checksums, from_headers
 from ..keys import build_object_key, normalize_key, unquote_strict
 from ..uri import decode_uri, encode_uri
 from .auth import Principal
@@ -96,8 +98,25 @@ FILES_PATH = "/files/{bucket}/{key:path}"
 _BOOLEAN = TypeAdapter(bool)
 
 
-def uploaded(uri: str, size: int) -> UploadResponse:
-    return UploadResponse(uri=uri, success=True, message="File uploaded successfully", size=size)
+def uploaded(uri: str, info: ObjectInfo) -> UploadResponse:
+    return UploadResponse(
+        uri=uri,
+        success=True,
+        message="File uploaded successfully",
+        size=info.size,
+        checksums=info.checksums.as_dict() or None,
+    )
+
+
+def declared_checksums(request: Request, *, whole_body: bool = True) -> Checksums | None:
+    """The checksums a request declares for the bytes it sends: ``x-amz-checksum-*``,
+    and ``Content-Digest`` when the body is those bytes (not a form around them).
+
+    Raises:
+        InvalidInputError: a malformed declaration.
+    """
+    field = "content-digest" if whole_body else None
+    return from_headers(request.headers, digest_field=field) or None
 
 
 def parse_bool(value: str) -> bool | None:
@@ -239,12 +258,15 @@ async def _receive_form(
     request: Request, gateway: Gateway, principal: Principal, limit: int
 ) -> UploadResponse:
     staged: list[str] = []  # what the file part was written to; removed if the upload fails
+    expected = declared_checksums(request, whole_body=False)
 
     async def on_file(fields: dict[str, str], filename: str, content_type: str, chunks: Any) -> Any:
         logic_bucket = _staging_bucket(gateway, principal, fields.get("logic_bucket"))
         bucket, key = _upload_target(gateway, principal, logic_bucket, fields.get("path"), filename)
         uri = encode_uri(bucket, key)
-        info = await gateway.uploads.upload_to(uri, chunks, _guess_type(filename, content_type))
+        info = await gateway.uploads.upload_to(
+            uri, chunks, _guess_type(filename, content_type), checksums=expected
+        )
         staged.append(uri)
         return fields, filename, bucket, key, info
 
@@ -273,7 +295,7 @@ async def _receive_form(
     gateway.metrics.bytes_in.inc(info.size)
     logical = parse_bool(fields.get("use_logical_uri", "").strip()) is True  # else physical
     uri = _result_uri(gateway, bucket, physical, key, logical)
-    return uploaded(uri, info.size)
+    return uploaded(uri, info)
 
 
 @router.put(
@@ -296,7 +318,7 @@ async def upload_raw(
     uri = encode_uri(bucket, key)
     principal.require(Action.write, bucket, key, gateway.mapping)
     info = await receive_raw(gateway, request, uri, principal.name)
-    return uploaded(_result_uri(gateway, bucket, info.bucket, key, use_logical_uri), info.size)
+    return uploaded(_result_uri(gateway, bucket, info.bucket, key, use_logical_uri), info)
 
 
 async def receive_raw(gateway: Gateway, request: Request, uri: str, holder: str) -> Any:
@@ -305,9 +327,12 @@ async def receive_raw(gateway: Gateway, request: Request, uri: str, holder: str)
     limit = gateway.settings.server.max_upload_bytes
     declared = check_declared_length(request, limit)
     content_type = _guess_type(uri, request.headers.get("content-type"))
+    expected = declared_checksums(request)
 
     async def store(body: AsyncIterator[bytes] | bytes) -> Any:
-        return await gateway.uploads.upload_to(uri, body, content_type, length=declared)
+        return await gateway.uploads.upload_to(
+            uri, body, content_type, length=declared, checksums=expected
+        )
 
     return await store_raw_body(gateway, request, holder, limit, declared, store)
 
@@ -518,7 +543,7 @@ async def upload_from_url(
         bucket, key, info = await gateway.uploads.run_blocking(fetch_and_store)
     gateway.metrics.bytes_in.inc(info.size)
     uri = _result_uri(gateway, bucket, info.bucket, key, body.use_logical_uri)
-    return uploaded(uri, info.size)
+    return uploaded(uri, info)
 
 
 def register_url_upload(api: APIRouter | FastAPI) -> None:

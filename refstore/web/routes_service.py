@@ -20,7 +20,7 @@ from .routes_files import (
     receive_raw,
     uploaded,
 )
-from .routes_uploads import receive_part
+from .routes_uploads import part_answer, receive_part
 from .state import AWAITING_MAPPING, GatewayDep
 
 router = APIRouter(tags=["service"])
@@ -131,10 +131,12 @@ async def presigned_put(
     if upload_id is None and part is None:
         uri = _verify(gateway, "PUT", bucket, key, expires, signature)
         info = await receive_raw(gateway, request, uri, f"presigned:{bucket}")
-        return uploaded(uri, info.size)
+        return uploaded(uri, info)
     if upload_id is None or part is None:
         raise errors.PermissionDeniedError("malformed presigned link")
     gateway.store.verify_presigned_link("PUT", bucket, key, expires, signature, (upload_id, part))
     upload = MultipartUpload(bucket, key, upload_id, gateway.settings.uploads.max_part_size)
-    stored = await receive_part(gateway, request, upload, part, f"presigned:{bucket}")
-    return UploadPart(part_number=stored.number, etag=stored.etag, size=stored.size)
+    stored = await receive_part(
+        gateway, request, upload, part, f"presigned:{bucket}", checksum_required=True
+    )
+    return part_answer(stored)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from .. import errors
 from ..backends.base import MAX_PARTS, UploadedPart
+from ..checksums import CRC32C, S3_HEADERS
 from ..keys import normalize_key
 from ..uploads import MultipartUpload, choose_part_size
 from ..uri import decode_uri, encode_uri
@@ -32,7 +33,15 @@ from .models import (
     UploadSessionResponse,
     UploadStartRequest,
 )
-from .routes_files import COMMON, UPLOAD, _errors, reachable_link, store_raw_body, uploaded
+from .routes_files import (
+    COMMON,
+    UPLOAD,
+    _errors,
+    declared_checksums,
+    reachable_link,
+    store_raw_body,
+    uploaded,
+)
 from .sessions import UploadSession
 from .settings import Action
 from .state import Gateway, GatewayDep, ObjectPrincipalDep
@@ -74,7 +83,7 @@ def _answer(gateway: Gateway, session: UploadSession, upload_id: str) -> UploadS
 
 
 def _parts(parts: list[UploadedPart]) -> list[UploadPart]:
-    return [UploadPart(part_number=p.number, etag=p.etag, size=p.size) for p in parts]
+    return [part_answer(p) for p in parts]
 
 
 @router.post(
@@ -159,21 +168,40 @@ async def put_part(
 ) -> UploadPart:
     session = _session(gateway, principal, upload_id)
     part = await receive_part(gateway, request, session.upload, part_number, principal.name)
-    return UploadPart(part_number=part.number, etag=part.etag, size=part.size)
+    return part_answer(part)
+
+
+def part_answer(part: UploadedPart) -> UploadPart:
+    return UploadPart(
+        part_number=part.number, etag=part.etag, size=part.size, checksum_crc32c=part.checksum
+    )
 
 
 async def receive_part(
-    gateway: Gateway, request: Request, upload: MultipartUpload, number: int, holder: str
+    gateway: Gateway,
+    request: Request,
+    upload: MultipartUpload,
+    number: int,
+    holder: str,
+    *,
+    checksum_required: bool = False,
 ) -> UploadedPart:
-    """Stream a part's raw body into storage, in an upload slot of ``holder``."""
+    """Stream a part's raw body into storage, in an upload slot of ``holder``, checked
+    against the checksums the request declares (a part's link must declare its CRC32C,
+    as MinIO's own part URLs do)."""
     if upload.part_count is not None:
         upload.part_range(number)  # refuses a part beyond the announced size
     declared = check_declared_length(request, upload.part_size)
     if declared is None:
         raise errors.InvalidInputError("a part needs a Content-Length")
+    expected = declared_checksums(request)
+    if checksum_required and (expected is None or expected.get(CRC32C) is None):
+        raise errors.InvalidInputError(
+            f"a part sent through its link needs its CRC32C in {S3_HEADERS[CRC32C]}"
+        )
 
     async def store(body: AsyncIterator[bytes] | bytes) -> UploadedPart:
-        return await gateway.uploads.upload_part(upload, number, body, declared)
+        return await gateway.uploads.upload_part(upload, number, body, declared, expected)
 
     return await store_raw_body(gateway, request, holder, upload.part_size, declared, store)
 
@@ -223,7 +251,7 @@ async def complete(
     if body is not None and body.parts is not None:
         parts = [UploadedPart(p.part_number, p.etag, p.size or 0) for p in body.parts]
     info = await gateway.store.complete_upload(session.upload, parts)
-    return uploaded(session.uri, info.size)
+    return uploaded(session.uri, info)
 
 
 @router.delete(
