@@ -103,24 +103,46 @@ class Checksums:
 
 
 class Hasher:
-    """CRC32C and SHA-256 of the bytes fed to it so far."""
+    """CRC32C and SHA-256 of the bytes fed to it so far (either can be left out)."""
 
-    def __init__(self, sha256: bool = True) -> None:
-        self._crc = 0
+    def __init__(self, sha256: bool = True, crc32c: bool = True) -> None:
+        self._crc: int | None = 0 if crc32c else None
         self._sha = hashlib.sha256() if sha256 else None
         self.size = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
-        self._crc = _crc32c.crc32c(data, self._crc)
+        if self._crc is not None:
+            self._crc = _crc32c.crc32c(data, self._crc)
         if self._sha is not None:
             self._sha.update(data)
         self.size += len(data)
 
     def result(self) -> Checksums:
-        values = {CRC32C: crc32c_value(self._crc)}
+        values = {}
+        if self._crc is not None:
+            values[CRC32C] = crc32c_value(self._crc)
         if self._sha is not None:
             values[SHA256] = base64.b64encode(self._sha.digest()).decode("ascii")
         return Checksums(values)
+
+
+@dataclass(frozen=True)
+class ChecksumPolicy:
+    """Which checksums uploads compute and record: CRC32C by default (as S3 computes a
+    CRC by default), SHA-256 when asked for (about 9x the CPU of CRC32C per byte). A
+    checksum a caller declares is computed and checked whatever the policy."""
+
+    crc32c: bool = True
+    sha256: bool = False
+
+    def hasher(self, expected: Checksums | None = None) -> Hasher:
+        declared = expected.values if expected is not None else {}
+        return Hasher(
+            sha256=self.sha256 or SHA256 in declared, crc32c=self.crc32c or CRC32C in declared
+        )
+
+
+DEFAULT_POLICY = ChecksumPolicy()
 
 
 def crc32c_value(crc: int) -> str:

@@ -669,8 +669,8 @@ class RefStore:
         if create_dirs:
             target.parent.mkdir(parents=True, exist_ok=True)
         with self.open(s3_uri) as stream:
-            recorded = stream.info.checksums
-            hasher = Hasher(sha256=recorded.get(SHA256) is not None)
+            recorded = stream.info.checksums if self.settings.checksums else Checksums()
+            hasher = Hasher(sha256=recorded.get(SHA256) is not None, crc32c=bool(recorded))
             fd, temp_name = tempfile.mkstemp(
                 dir=target.parent, prefix=f".{target.name}.", suffix=".part"
             )

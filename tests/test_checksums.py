@@ -31,6 +31,12 @@ BUCKET = unique_name("integrity")
 
 
 def recorded(data: bytes) -> dict[str, str]:
+    """What an upload records by default: the CRC32C."""
+    return {"crc32c": crc32c_of(data)}
+
+
+def both(data: bytes) -> dict[str, str]:
+    """With SHA-256 asked for (``sha256: true``, or a declared SHA-256)."""
     return {"crc32c": crc32c_of(data), "sha256": sha256_of(data)}
 
 
@@ -46,7 +52,7 @@ def test_declared_checksums_are_read_from_content_digest_and_s3_headers() -> Non
     declared = from_headers(
         {"Content-Digest": content_digest(data), "x-amz-checksum-crc32c": crc32c_of(data)}
     )
-    assert declared.as_dict() == recorded(data)
+    assert declared.as_dict() == both(data)
     # Algorithms RefStore does not compute are ignored; the dictionary round-trips.
     assert from_headers({"content-digest": "md5=:AAAA:"}).as_dict() == {}
     again = from_headers({"Repr-Digest": declared.digest_header()}, digest_field="repr-digest")
@@ -75,9 +81,9 @@ def test_expected_checksums_given_as_a_mapping_are_validated() -> None:
     with pytest.raises(errors.InvalidInputError):
         as_checksums({"sha256": crc32c_of(b"x")})
     with pytest.raises(errors.IntegrityError) as mismatch:
-        Checksums(recorded(b"a")).check(Checksums(recorded(b"b")), "thing")
+        Checksums(both(b"a")).check(Checksums(both(b"b")), "thing")
     assert isinstance(mismatch.value, errors.InvalidInputError)
-    assert mismatch.value.context["expected"] == recorded(b"a")
+    assert mismatch.value.context["expected"] == both(b"a")
 
 
 # -- the library, on each backend -----------------------------------------------------
@@ -89,14 +95,32 @@ def test_the_library_records_checksums_and_refuses_a_mismatch_keeping_the_old_ob
 ) -> None:
     uri = f"s3://{store.default_bucket}/lib/{secrets.token_hex(4)}.bin"
     old, new = os.urandom(size), os.urandom(size)
+    # A declared SHA-256 is computed and checked (and so answered) on top of the CRC32C.
     info = store.upload_to(uri, old, checksums={"sha256": sha256_of(old)})
-    assert info.checksums.as_dict() == recorded(old)
+    assert info.checksums.as_dict() == both(old)
     assert store.get_file_info(uri)["checksums"]["crc32c"] == crc32c_of(old)
     for stream in (io.BytesIO(new), NonSeekable(new)):  # known and unknown length
         with pytest.raises(errors.IntegrityError):
             store.upload_to(uri, stream, checksums={"crc32c": crc32c_of(old)})
     assert store.download_file(uri) == old  # the object there before is untouched
     assert store.list_uploads() == []  # no multipart upload left behind
+
+
+@pytest.mark.parametrize("setting", [{"sha256": True}, {"checksums": False}])
+def test_sha256_can_be_asked_for_and_checksums_turned_off(
+    backend_config: dict[str, Any], setting: dict[str, bool]
+) -> None:
+    data = os.urandom(2000)
+    with RefStore({**backend_config, **setting}) as store:
+        store.init_buckets()
+        uri = f"s3://{store.default_bucket}/policy.bin"
+        answered = store.upload_to(uri, data).checksums.as_dict()
+        kept = store.get_file_info(uri)["checksums"]
+        # Even with checksums off, a declared one is checked.
+        with pytest.raises(errors.IntegrityError):
+            store.upload_to(uri, b"other", checksums={"crc32c": crc32c_of(data)})
+    expected = both(data) if setting.get("sha256") else {}
+    assert answered == kept == expected
 
 
 class NonSeekable(io.RawIOBase):
@@ -230,7 +254,7 @@ def test_a_declared_checksum_that_does_not_match_is_a_400_and_leaves_the_old_obj
     right = admin.put(
         f"/files/{BUCKET}/{name}", content=new, headers={"Content-Digest": content_digest(new)}
     )
-    assert right.status_code == 200 and right.json()["checksums"] == recorded(new)
+    assert right.status_code == 200 and right.json()["checksums"] == both(new)
     assert admin.get("/uploads", params={"prefix": "sums/"}).json()["uploads"] == []
 
 

@@ -306,7 +306,13 @@ def test_default_values_make_gateway_operator_and_evaluation_minio(
         "ServiceMonitor",
     } & kinds == set()
     assert find(docs, "Deployment", "refstore-gateway")["spec"]["replicas"] == 2
-    assert find(docs, "Deployment", "refstore-minio")["spec"]["strategy"] == {"type": "Recreate"}
+    minio = find(docs, "Deployment", "refstore-minio")
+    assert minio["spec"]["strategy"] == {"type": "Recreate"}
+    # Abandoned multipart uploads: MinIO's own sweep (it has no lifecycle rule for them).
+    [container] = minio["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MINIO_API_STALE_UPLOADS_EXPIRY"] == "24h"
+    assert env["MINIO_API_STALE_UPLOADS_CLEANUP_INTERVAL"] == "6h"
     service = find(docs, "Service", "refstore-gateway")
     assert service["spec"]["ports"] == [
         {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}

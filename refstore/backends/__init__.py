@@ -27,9 +27,15 @@ def create_backend(config: StoreConfig) -> Backend:
             max_concurrency=config.max_concurrency,
             public_url=config.public_url,
             public_endpoint=config.public_endpoint,
+            checksums=config.checksum_policy,
         )
     from .local import LocalBackend
 
     assert config.local is not None  # StoreConfig holds exactly one backend
     secret = config.local.secret.get_secret_value() if config.local.secret else None
-    return LocalBackend(config.local.root, secret=secret, link_base=config.public_url)
+    return LocalBackend(
+        config.local.root,
+        secret=secret,
+        link_base=config.public_url,
+        checksums=config.checksum_policy,
+    )

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import quote, urlencode
 
 from .. import errors
-from ..checksums import CRC32C, Checksums, Hasher
+from ..checksums import CRC32C, DEFAULT_POLICY, ChecksumPolicy, Checksums
 from ..keys import validate_bucket_name, validate_key, validate_prefix
 from ..progress import ProgressCallback
 from .base import (
@@ -73,9 +73,11 @@ class LocalBackend:
         secret: str | None = None,
         link_base: str | None = None,
         clock: Callable[[], float] = time.time,
+        checksums: ChecksumPolicy = DEFAULT_POLICY,
     ) -> None:
         self.root = Path(root).resolve()
         self.clock = clock
+        self.checksums = checksums
         self._system = self.root / SYSTEM_DIR
         self._tmp = self._system / "tmp"
         self._meta = self._system / "meta"
@@ -177,7 +179,7 @@ class LocalBackend:
         target = self._object_path(bucket, key)
         temp = self._temp_path()
         try:
-            etag, checksums = self._write(temp, data, length, progress, bucket, key)
+            etag, checksums = self._write(temp, data, length, progress, bucket, key, expected)
             if expected is not None:
                 expected.check(checksums, f"{bucket}/{key}")
             meta = {
@@ -197,14 +199,15 @@ class LocalBackend:
         os.close(fd)
         return Path(name)
 
-    @staticmethod
     def _write(
+        self,
         path: Path,
         data: BinaryIO,
         length: int,
         progress: ProgressCallback | None,
         bucket: str,
         key: str,
+        expected: Checksums | None = None,
     ) -> tuple[str, Checksums]:
         """Copy ``data`` (``length`` bytes, or to its end when negative) into ``path``;
         return the MD5 hex digest of what was written, and its checksums.
@@ -213,7 +216,7 @@ class LocalBackend:
             InvalidInputError: ``data`` ended before ``length`` bytes.
         """
         digest = hashlib.md5(usedforsecurity=False)
-        hasher = Hasher()
+        hasher = self.checksums.hasher(expected)
         size = 0
         with path.open("wb") as out:
             while True:
@@ -402,7 +405,7 @@ class LocalBackend:
         directory = self._upload_dir(bucket, key, upload_id)
         temp = self._temp_path()
         try:
-            etag, checksums = self._write(temp, data, length, None, bucket, key)
+            etag, checksums = self._write(temp, data, length, None, bucket, key, expected)
             if expected is not None:
                 expected.check(checksums, f"part {number} of {bucket}/{key}")
             size = temp.stat().st_size
@@ -440,7 +443,7 @@ class LocalBackend:
         session = json.loads((directory / "session.json").read_text())
         temp = self._temp_path()
         digest = hashlib.md5(usedforsecurity=False)
-        hasher = Hasher()
+        hasher = self.checksums.hasher()
         try:
             with temp.open("wb") as out:
                 for part in chosen:

@@ -26,7 +26,7 @@ from minio.helpers import md5sum_hash
 from minio.xml import Element, SubElement, getbytes
 
 from .. import errors
-from ..checksums import CRC32C, S3_HEADERS, SHA256, Checksums, Hasher, crc32c_of, sha256_of
+from ..checksums import CRC32C, DEFAULT_POLICY, S3_HEADERS, ChecksumPolicy, Checksums, crc32c_of
 from ..config import MinioSettings
 from ..progress import ProgressCallback
 from .base import (
@@ -123,11 +123,13 @@ class _Progress:
 class _UploadGuard:
     """Shared between the reading thread and minio-py's part-upload workers."""
 
-    def __init__(self, expected: Checksums | None = None) -> None:
+    def __init__(
+        self, policy: ChecksumPolicy = DEFAULT_POLICY, expected: Checksums | None = None
+    ) -> None:
         self.failure: BaseException | None = None
         self.upload_id: str | None = None
         self.multipart = False
-        self.hasher = Hasher()
+        self.hasher = policy.hasher(expected)
         self.expected = expected
 
     def check(self, what: str) -> Checksums:
@@ -216,8 +218,10 @@ class _Minio(Minio):
     (``minio`` is pinned to its major version; ``tests/test_minio.py`` checks them).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, checksums: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.checksums = checksums
+        """Whether bodies go with their CRC32C (and multipart uploads are checksummed)."""
         self.pending_aborts: list[tuple[str, str, str]] = []
         self.pending_lock = threading.Lock()
         self._current = threading.local()
@@ -243,6 +247,11 @@ class _Minio(Minio):
         """Every body minio-py sends is in memory: it goes with its CRC32C, which MinIO
         checks and keeps. An object sent in one request also records both checksums
         in its metadata (a multipart object's are known only once it is complete)."""
+        guard = getattr(self._current, "guard", None)
+        if not self.checksums:
+            if guard is not None and guard.expected is not None and not query_params:
+                guard.check(f"{bucket_name}/{object_name}")
+            return super()._put_object(bucket_name, object_name, data, headers, query_params)
         headers = dict(headers or {})
         crc = crc32c_of(data)
         headers[S3_HEADERS[CRC32C]] = crc
@@ -251,11 +260,10 @@ class _Minio(Minio):
             with self.pending_lock:
                 self._part_checksums[key] = crc
         else:
-            guard = getattr(self._current, "guard", None)
             if guard is not None and guard.hasher.size == len(data):
                 checksums = guard.hasher.result()
             else:
-                checksums = Checksums({CRC32C: crc, SHA256: sha256_of(data)})
+                checksums = Checksums({CRC32C: crc})
             if guard is not None and guard.expected is not None:
                 guard.expected.check(checksums, f"{bucket_name}/{object_name}")
             headers.update({f"x-amz-meta-{k}": v for k, v in checksums.metadata().items()})
@@ -274,6 +282,10 @@ class _Minio(Minio):
         guard = getattr(self._current, "guard", None)
         if guard is not None:
             guard.check(f"{bucket_name}/{object_name}")  # raising aborts the upload
+        if not self.checksums:
+            return super()._complete_multipart_upload(
+                bucket_name, object_name, upload_id, parts, ssec
+            )
         with self.pending_lock:
             known = {
                 number: self._part_checksums.pop((upload_id, number))
@@ -336,7 +348,7 @@ class _Minio(Minio):
         guard = getattr(self._current, "guard", None)
         if guard is not None:
             guard.multipart = True
-        headers = {**(headers or {}), **CRC32C_UPLOAD}
+        headers = {**(headers or {}), **(CRC32C_UPLOAD if self.checksums else {})}
         upload_id: str = super()._create_multipart_upload(bucket_name, object_name, headers)
         if guard is not None:
             self.guards.add(upload_id, guard)
@@ -455,8 +467,10 @@ class MinioBackend:
         max_concurrency: int = 32,
         public_url: str | None = None,
         public_endpoint: str | None = None,
+        checksums: ChecksumPolicy = DEFAULT_POLICY,
     ) -> None:
         self.settings = settings
+        self.checksums = checksums
         self.part_size = part_size
         self.public_url = public_url
         secret_key = settings.secret_key.get_secret_value()
@@ -474,6 +488,7 @@ class MinioBackend:
             secure=settings.secure,
             region=settings.region,
             http_client=self._http,
+            checksums=checksums.crc32c,
         )
         self._signer: Minio | None = None
         if public_endpoint:
@@ -516,7 +531,7 @@ class MinioBackend:
         expected: Checksums | None = None,
     ) -> ObjectInfo:
         self._before()
-        guard = _UploadGuard(expected)
+        guard = _UploadGuard(self.checksums, expected)
         reader = _GuardedReader(data, guard)
         try:
             if isinstance(self.client, _Minio):
@@ -702,7 +717,7 @@ class MinioBackend:
                     key=key,
                 )
             body += chunk
-        hasher = Hasher(sha256=expected is not None and expected.get(SHA256) is not None)
+        hasher = self.checksums.hasher(expected)
         hasher.update(body)
         checksums = hasher.result()
         if expected is not None:
