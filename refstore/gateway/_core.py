@@ -32,7 +32,7 @@ from ..keys import build_object_key, normalize_filename, normalize_path
 from ..mapping import MappingVersion
 from ..retry import RetryHandler
 from ..uri import decode_uri, encode_uri
-from ._types import ProgressCallback, UploadData, UploadResult
+from ._types import ProgressCallback, ResumeCallback, UploadData, UploadResult
 
 logger = logging.getLogger("refstore.gateway")
 
@@ -334,6 +334,19 @@ class PartSource:
         if self.path is not None:
             return Body(path=self.path, start=offset, size=length)
         return Body(file=self.file, start=self.start + offset, size=length)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How ``upload_large`` sends an object (its arguments, see there)."""
+
+    parallel: int = DEFAULT_PARALLEL
+    resume: bool = True
+    part_size: int | None = None
+    content_type: str = "application/octet-stream"
+    direct: bool | None = None
+    state_dir: str | os.PathLike[str] | None = None
+    on_resume: ResumeCallback | None = None
 
 
 @dataclass

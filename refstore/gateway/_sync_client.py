@@ -41,6 +41,7 @@ from ._core import (
     PartSource,
     Replay,
     RetryPolicy,
+    SessionOptions,
     StoredPart,
     Transferred,
     Verifier,
@@ -414,7 +415,7 @@ class GatewayClient(BaseGatewayClient):
                 parts already stored.
 
         Returns:
-            ``{"uri", "success", "message", "size"}``.
+            ``{"uri", "success", "message", "size", "checksums"}``.
 
         Raises:
             URIParseError: not an ``s3://bucket/key`` URI, or an unsafe key.
@@ -425,39 +426,26 @@ class GatewayClient(BaseGatewayClient):
             ConnectionError: the gateway or storage is unreachable, after retries.
         """
         decode_uri(uri)
-        if isinstance(source, (str, os.PathLike)):
-            file = _io.run_blocking(SourceFile.of, source)
-            return self._upload_in_session(
-                PartSource(file.size, path=file.path),
-                uri,
-                uri,
-                file,
-                parallel,
-                resume,
-                part_size,
-                content_type,
-                progress,
-                direct,
-                state_dir,
-                on_resume,
-            )
-        body = body_from_data(source)
-        if not body.replayable or body.size is None or body.file is None:
-            raise errors.InvalidInputError("upload_large needs a path or a seekable file object")
-        return self._upload_in_session(
-            PartSource(body.size, file=body.file, start=body.start),
-            uri,
-            uri,
-            None,
-            1,
-            False,
+        options = SessionOptions(
+            parallel,
+            resume,
             part_size,
-            content_type,
-            progress,
+            guess_type(uri.rsplit("/", 1)[-1], content_type),
             direct,
             state_dir,
             on_resume,
         )
+        if isinstance(source, (str, os.PathLike)):
+            file = _io.run_blocking(SourceFile.of, source)
+            parts = PartSource(file.size, path=file.path)
+            return self._upload_in_session(parts, uri, uri, file, options, progress)
+        body = body_from_data(source)
+        if not body.replayable or body.size is None or body.file is None:
+            raise errors.InvalidInputError("upload_large needs a path or a seekable file object")
+        parts = PartSource(body.size, file=body.file, start=body.start)
+        # One file position: one part at a time; nothing names the source for a rerun.
+        options = replace(options, parallel=1, resume=False)
+        return self._upload_in_session(parts, uri, uri, None, options, progress)
 
     def list_uploads(
         self, logic_bucket: str | None = None, prefix: str = ""
@@ -920,26 +908,18 @@ class GatewayClient(BaseGatewayClient):
         """``upload_from_local`` of a large file, resumable; None when the gateway has no
         upload sessions (the caller then uploads in one stream)."""
         bucket = logic_bucket or self._default_bucket_name()
-        key, uri = self._direct_target(filename, bucket, path)
+        _, uri = self._direct_target(filename, bucket, path)
         # Without a path the key is made up anew each time: a rerun finds the state by
         # bucket and filename instead, and keeps the key the first run chose.
         target = uri if path else f"{bucket}:{filename}"
         file = _io.run_blocking(SourceFile.of, local_path)
+        options = SessionOptions(
+            content_type=guess_type(filename, content_type),
+            direct=False if direct is False else None,
+        )
+        parts = PartSource(file.size, path=file.path)
         try:
-            result = self._upload_in_session(
-                PartSource(file.size, path=file.path),
-                uri,
-                target,
-                file,
-                DEFAULT_PARALLEL,
-                True,
-                None,
-                guess_type(filename, content_type),
-                progress,
-                False if direct is False else None,
-                None,
-                None,
-            )
+            result = self._upload_in_session(parts, uri, target, file, options, progress)
         except errors.RefStoreError as exc:
             if not lacks_sessions(exc):
                 raise
@@ -955,25 +935,22 @@ class GatewayClient(BaseGatewayClient):
         uri: str,
         target: str,
         file: SourceFile | None,
-        parallel: int,
-        resume: bool,
-        part_size: int | None,
-        content_type: str | None,
+        options: SessionOptions,
         progress: ProgressCallback | None,
-        direct: bool | None,
-        state_dir: str | os.PathLike[str] | None,
-        on_resume: ResumeCallback | None,
     ) -> UploadResult:
+        """Send ``source`` to ``uri`` in a session: the one a state file for ``file`` and
+        ``target`` names, if it may be resumed, else a new one."""
         state_file = None
         session: dict[str, Any] | None = None
         if file is not None:
             state_file = _resume.state_path(
-                _resume.state_dir(state_dir), self.upload_owner, file.path, target
+                _resume.state_dir(options.state_dir), self.upload_owner, file.path, target
             )
-            session = self._resumable_session(state_file, file, resume)
+            session = self._resumable_session(state_file, file, options.resume)
         if session is None:
-            ctype = guess_type(uri.rsplit("/", 1)[-1], content_type)
-            session = self._dict(self._start_session_call(uri, source.size, part_size, ctype))
+            session = self._dict(
+                self._start_session_call(uri, source.size, options.part_size, options.content_type)
+            )
             if state_file is not None and file is not None:
                 state = UploadState(
                     self.upload_owner,
@@ -986,19 +963,20 @@ class GatewayClient(BaseGatewayClient):
                 _io.run_blocking(_resume.save, state_file, state)
         upload_id = str(session["upload_id"])
         ranges = part_ranges(source.size, int(session["part_size"]))
+        expected = {(number, length) for number, _, length in ranges}
         stored = {
             part.number: part
             for part in map(StoredPart.from_json, session.get("parts") or [])
-            if (part.number, part.size) in {(n, length) for n, _, length in ranges}
+            if (part.number, part.size) in expected
         }
         report = _io.serialized(progress)
         skipped = sum(part.size for part in stored.values())
         if stored:
             if report is not None:
                 report(skipped)
-            if on_resume is not None:
-                on_resume(len(stored), skipped)
-        route = PartRoute(direct=direct is not False)
+            if options.on_resume is not None:
+                options.on_resume(len(stored), skipped)
+        route = PartRoute(direct=options.direct is not False)
         jobs = [
             functools.partial(
                 self._send_part,
@@ -1006,13 +984,13 @@ class GatewayClient(BaseGatewayClient):
                 number,
                 source.body(offset, length),
                 route,
-                direct is True,
+                options.direct is True,
                 report,
             )
             for number, offset, length in ranges
             if number not in stored
         ]
-        sent = _io.gather(jobs, parallel)
+        sent = _io.gather(jobs, options.parallel)
         parts = [*stored.values(), *sent]
         result = self._json(self._complete_session_call(upload_id, parts))
         if state_file is not None:

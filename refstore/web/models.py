@@ -23,8 +23,8 @@ class ErrorResponse(BaseModel):
 
 
 CHECKSUMS = (
-    "Base64 checksums of the stored bytes: `crc32c` always, `sha256` where known "
-    "(as S3's x-amz-checksum-* headers carry them)"
+    "Base64 checksums of the stored bytes, as S3's x-amz-checksum-* headers carry them: "
+    "`crc32c` (unless checksums are off), `sha256` where known"
 )
 
 
