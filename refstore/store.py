@@ -406,6 +406,7 @@ class RefStore:
         block_private: bool | None = None,
         filename: str | None = None,
         metadata: dict[str, str] | None = None,
+        checksums: Checksums | Mapping[str, str] | None = None,
     ) -> str:
         """Stream an http(s) URL into storage and return the new object's URI.
 
@@ -416,8 +417,10 @@ class RefStore:
             block_private: Refuse non-global addresses, checked on every resolved
                 address and redirect hop (default: ``url_fetch.block_private``, off).
             filename: Name to store under (default: the URL's last path segment).
+            checksums: The body's expected checksums, as for :meth:`upload_file`.
 
         Raises:
+            IntegrityError: the body does not match ``checksums``; nothing is stored.
             UnsafeURLError: not http(s), or a refused address.
             ObjectTooLargeError: the body passed ``max_bytes``.
             SourceError: the source failed, redirected too often or passed the deadline.
@@ -443,6 +446,7 @@ class RefStore:
                 use_logical_uri,
                 metadata=metadata,
                 length=source.length if source.length is not None else -1,
+                checksums=checksums,
             )
 
     def copy(self, src_uri: str, dst_uri: str) -> str:

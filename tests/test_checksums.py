@@ -134,11 +134,17 @@ class NonSeekable(io.RawIOBase):
         return self._data.readinto(buffer)
 
 
-def test_upload_from_url_records_the_checksums(store: RefStore, http_source: HttpSource) -> None:
+def test_upload_from_url_records_the_checksums_and_checks_declared_ones(
+    store: RefStore, http_source: HttpSource
+) -> None:
     body = os.urandom(70_000)
     http_source.files["/data.bin"] = (body, "application/octet-stream")
-    uri = store.upload_from_url(f"{http_source.url}/data.bin", path="fetched")
+    url = f"{http_source.url}/data.bin"
+    uri = store.upload_from_url(url, path="fetched")
     assert store.get_file_info(uri)["checksums"]["crc32c"] == crc32c_of(body)
+    with pytest.raises(errors.IntegrityError):
+        store.upload_from_url(url, path="declared", checksums={"sha256": sha256_of(b"other")})
+    assert list(store.iter_files(prefix="declared/")) == []
 
 
 def test_the_library_download_refuses_a_corrupted_object(store: RefStore, tmp_path: Path) -> None:

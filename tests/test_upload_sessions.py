@@ -140,6 +140,18 @@ def test_presigned_part_urls_go_straight_to_storage_and_name_one_part(
     assert one.get("/download", params={"uri": uri}).content == data
 
 
+def test_a_part_url_is_refused_once_it_expired(gateway: Gateway, one: httpx.Client) -> None:
+    session = start(one, f"s3://{BUCKET}/{key()}", part_size=PART)
+    answer = one.get(f"/uploads/{session['upload_id']}/parts/1/url", params={"expiry_seconds": 1})
+    assert answer.json()["expiry"] == 1
+    time.sleep(2.1)
+    data = os.urandom(1000)
+    with httpx.Client(trust_env=False, timeout=60) as anonymous:
+        late = anonymous.put(answer.json()["url"], content=data, headers=crc(data))
+    assert late.status_code == 403
+    assert one.get(f"/uploads/{session['upload_id']}").json()["parts"] == []
+
+
 def test_only_the_key_that_started_a_session_may_continue_complete_or_abort_it(
     gateway: Gateway, one: httpx.Client, two: httpx.Client
 ) -> None:

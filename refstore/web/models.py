@@ -42,6 +42,11 @@ class UrlUploadRequest(RequestBody):
     path: str | None = None
     use_logical_uri: bool = False
     filename: str | None = Field(None, description="Name to store under (default: from the URL)")
+    checksums: dict[str, str] | None = Field(
+        None,
+        description="The body's expected checksums (`crc32c`, `sha256`; base64): a mismatch "
+        "is a 400 checksum_mismatch and stores nothing",
+    )
 
 
 class PresignedURLResponse(BaseModel):

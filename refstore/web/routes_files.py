@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 
 from .. import errors
 from ..backends.base import ObjectInfo
-from ..checksums import Checksums, from_headers
+from ..checksums import Checksums, as_checksums, from_headers
 from ..keys import build_object_key, normalize_key, unquote_strict
 from ..uri import decode_uri, encode_uri
 from .auth import Principal
@@ -516,6 +516,7 @@ async def upload_from_url(
     # Scope is decided by bucket and path, so check it before fetching anything.
     _upload_target(gateway, principal, body.logic_bucket, body.path, body.filename or "probe")
     settings = gateway.settings.url_fetch
+    expected = as_checksums(body.checksums)
     cap = gateway.settings.server.max_upload_bytes
     if settings.max_bytes:
         cap = min(cap, settings.max_bytes)
@@ -536,6 +537,7 @@ async def upload_from_url(
                 source,  # type: ignore[arg-type]
                 source.content_type,
                 length=source.length,
+                checksums=expected,
             )
             return bucket, key, info
 
