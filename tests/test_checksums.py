@@ -279,6 +279,28 @@ def test_a_session_part_that_does_not_match_its_declared_crc_is_refused(
     assert admin.delete(f"/uploads/{session['upload_id']}").status_code == 200
 
 
+def test_completing_with_a_part_checksum_that_is_not_the_stored_parts_fails(
+    gateway: Gateway,
+) -> None:
+    admin = gateway.admin
+    name = key()
+    session = admin.post("/uploads", json={"uri": f"s3://{BUCKET}/{name}"}).json()
+    assert session["checksum_algorithm"] == "CRC32C"
+    upload = f"/uploads/{session['upload_id']}"
+    data = [os.urandom(5 * MiB), os.urandom(1000)]
+    parts = []
+    for number, part in enumerate(data, start=1):
+        answer = admin.put(f"{upload}/parts/{number}", content=part).json()
+        assert answer["checksum_crc32c"] == crc32c_of(part)  # computed by the gateway
+        parts.append(answer)
+    wrong = [{**parts[0], "checksum_crc32c": crc32c_of(b"not part 1")}, parts[1]]
+    refused = admin.post(f"{upload}/complete", json={"parts": wrong})
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_part"
+    assert gateway.read(BUCKET, name) is None
+    done = admin.post(f"{upload}/complete", json={"parts": parts})
+    assert done.status_code == 200 and done.json()["checksums"] == recorded(b"".join(data))
+
+
 def test_whole_object_downloads_carry_repr_digest_and_ranges_do_not(gateway: Gateway) -> None:
     data = os.urandom(50_000)
     name = key()

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import quote, urlencode
 
 from .. import errors
-from ..checksums import CRC32C, DEFAULT_POLICY, ChecksumPolicy, Checksums
+from ..checksums import CRC32C, DEFAULT_POLICY, ChecksumPolicy, Checksums, Hasher
 from ..keys import validate_bucket_name, validate_key, validate_prefix
 from ..progress import ProgressCallback
 from .base import (
@@ -444,14 +444,22 @@ class LocalBackend:
         temp = self._temp_path()
         digest = hashlib.md5(usedforsecurity=False)
         hasher = self.checksums.hasher()
+        named = {part.number: part.checksum for part in parts if part.checksum}
         try:
             with temp.open("wb") as out:
                 for part in chosen:
                     name = directory / f"{part.number:05d}-{part.size}-{part.etag}"
+                    part_crc = Hasher(sha256=False) if part.number in named else None
                     with name.open("rb") as source:
                         while chunk := source.read(CHUNK_SIZE):
                             out.write(chunk)
                             hasher.update(chunk)
+                            if part_crc is not None:
+                                part_crc.update(chunk)
+                    if part_crc is not None and part_crc.result().get(CRC32C) != named[part.number]:
+                        raise errors.InvalidPartError(
+                            f"part {part.number} is not the part that was stored (CRC32C)"
+                        )
                     digest.update(bytes.fromhex(part.etag))
             meta = {
                 "etag": f"{digest.hexdigest()}-{len(chosen)}",

@@ -318,6 +318,12 @@ class _Minio(Minio):
         )
         return CompleteMultipartUploadResult(response)
 
+    def name_part_checksums(self, upload_id: str, checksums: dict[int, str]) -> None:
+        """The CRC32C the completion of ``upload_id`` names for these parts."""
+        with self.pending_lock:
+            for number, crc in checksums.items():
+                self._part_checksums[(upload_id, number)] = crc
+
     def listed_part_checksums(self, bucket: str, key: str, upload_id: str) -> dict[int, str]:
         """The CRC32C of every stored part of an upload, as MinIO lists them (parts
         sent straight to MinIO through presigned URLs were never seen here)."""
@@ -752,6 +758,12 @@ class MinioBackend:
         listed = [Part(part.number, part.etag.strip('"')) for part in parts]
         if not listed:
             raise errors.InvalidPartError("an upload is completed with at least one part")
+        if isinstance(self.client, _Minio):
+            # Checksums the caller names go in the request; MinIO checks each against
+            # the stored part (InvalidPart). The others come from MinIO's own listing.
+            self.client.name_part_checksums(
+                upload_id, {part.number: part.checksum for part in parts if part.checksum}
+            )
         try:
             self.client._complete_multipart_upload(bucket, key, upload_id, listed)
         except Exception as exc:

@@ -1048,7 +1048,7 @@ class AsyncGatewayClient(BaseGatewayClient):
                 response = await self._send(
                     self._direct_part_call(str(link["url"]), body, crc), progress=progress
                 )
-                return StoredPart(number, part_etag(response), body.size or 0)
+                return StoredPart(number, part_etag(response), body.size or 0, crc)
             except (errors.ConnectionError, errors.PermissionDeniedError) as exc:
                 if (
                     direct_required

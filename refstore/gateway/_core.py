@@ -310,13 +310,23 @@ class StoredPart:
     number: int
     etag: str
     size: int
+    checksum: str | None = None
+    """The part's CRC32C, as this client computed it or the gateway answered it."""
 
     def as_json(self) -> dict[str, Any]:
-        return {"part_number": self.number, "etag": self.etag, "size": self.size}
+        answer: dict[str, Any] = {"part_number": self.number, "etag": self.etag, "size": self.size}
+        if self.checksum:
+            answer["checksum_crc32c"] = self.checksum  # checked again on completion
+        return answer
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> StoredPart:
-        return cls(int(raw["part_number"]), str(raw["etag"]), int(raw.get("size") or 0))
+        return cls(
+            int(raw["part_number"]),
+            str(raw["etag"]),
+            int(raw.get("size") or 0),
+            raw.get("checksum_crc32c") or None,
+        )
 
 
 @dataclass(frozen=True)

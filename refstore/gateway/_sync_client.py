@@ -1041,7 +1041,7 @@ class GatewayClient(BaseGatewayClient):
                 response = self._send(
                     self._direct_part_call(str(link["url"]), body, crc), progress=progress
                 )
-                return StoredPart(number, part_etag(response), body.size or 0)
+                return StoredPart(number, part_etag(response), body.size or 0, crc)
             except (errors.ConnectionError, errors.PermissionDeniedError) as exc:
                 if (
                     direct_required

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -201,6 +201,11 @@ class UploadStartRequest(RequestBody):
         None, description="Bytes per part (5 MiB..uploads.max_part_size; default: chosen)"
     )
     content_type: str | None = Field(None, description="Stored with the object")
+    checksum_algorithm: Literal["CRC32C"] | None = Field(
+        None,
+        description="The parts' checksum: CRC32C, the only one (and what the gateway uses "
+        "whenever checksums are on)",
+    )
 
 
 class UploadPart(BaseModel):
@@ -217,6 +222,11 @@ class UploadSessionResponse(BaseModel):
     size: int | None = Field(None, description="The announced size, if any")
     part_count: int | None = Field(None, description="Parts of the announced size")
     expires_at: int = Field(description="Deadline (seconds since the epoch)")
+    checksum_algorithm: str | None = Field(
+        "CRC32C",
+        description="Each part carries this checksum (x-amz-checksum-crc32c on part URLs); "
+        "null when the gateway runs with checksums off",
+    )
     parts: list[UploadPart] = Field(
         default_factory=list, description="Parts stored so far (on GET)"
     )

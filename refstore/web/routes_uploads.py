@@ -79,6 +79,7 @@ def _answer(gateway: Gateway, session: UploadSession, upload_id: str) -> UploadS
         size=upload.size,
         part_count=upload.part_count,
         expires_at=session.expires,
+        checksum_algorithm="CRC32C" if gateway.store.settings.checksums else None,
     )
 
 
@@ -244,12 +245,15 @@ async def complete(
     principal: ObjectPrincipalDep,
     body: UploadCompleteRequest | None = None,
 ) -> UploadResponse:
-    """Without `parts`, every stored part is joined. A missing, corrupt or too small part
-    is a 400 (`invalid_part`): nothing is created and the session stays open."""
+    """Without `parts`, every stored part is joined. A missing, corrupt or too small part,
+    or one whose `checksum_crc32c` is not the stored part's, is a 400 (`invalid_part`):
+    nothing is created and the session stays open."""
     session = _session(gateway, principal, upload_id)
     parts = None
     if body is not None and body.parts is not None:
-        parts = [UploadedPart(p.part_number, p.etag, p.size or 0) for p in body.parts]
+        parts = [
+            UploadedPart(p.part_number, p.etag, p.size or 0, p.checksum_crc32c) for p in body.parts
+        ]
     info = await gateway.store.complete_upload(session.upload, parts)
     return uploaded(session.uri, info)
 
