@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from gateway_helpers import BACKENDS, Gateway, backend_settings, running_gateway
 from gateway_helpers import unique as unique_name
@@ -262,6 +263,28 @@ def test_a_declared_checksum_that_does_not_match_is_a_400_and_leaves_the_old_obj
     )
     assert right.status_code == 200 and right.json()["checksums"] == both(new)
     assert admin.get("/uploads", params={"prefix": "sums/"}).json()["uploads"] == []
+
+
+def test_a_presigned_put_that_does_not_match_its_declared_crc_stores_nothing(
+    gateway: Gateway,
+) -> None:
+    name = key()
+    link = gateway.admin.get(
+        "/presigned-url", params={"uri": f"s3://{BUCKET}/{name}", "method": "PUT"}
+    ).json()["url"]
+    data = os.urandom(10_000)
+    with httpx.Client(trust_env=False, timeout=60) as anonymous:
+        # Straight to MinIO (which checks the header), or the local backend's signed link.
+        wrong = anonymous.put(
+            link, content=data, headers={"x-amz-checksum-crc32c": crc32c_of(b"x")}
+        )
+        assert wrong.status_code == 400, wrong.text
+        assert gateway.read(BUCKET, name) is None
+        right = anonymous.put(
+            link, content=data, headers={"x-amz-checksum-crc32c": crc32c_of(data)}
+        )
+        assert right.status_code == 200
+    assert gateway.read(BUCKET, name) == data
 
 
 def test_a_session_part_that_does_not_match_its_declared_crc_is_refused(
