@@ -5,7 +5,8 @@ and ``x-amz-checksum-sha256`` carry them; the same bytes go in RFC 9530's
 ``Content-Digest`` / ``Repr-Digest`` dictionaries as ``crc32c`` and ``sha-256``.
 CRC32C is the one every path can keep (MinIO stores it natively and checks each
 part; for a multipart object it is the full object's CRC, as S3's ``FULL_OBJECT``
-type defines it); SHA-256 is kept where it is known before the object is created.
+type defines it); SHA-256 is computed too, and kept where it is known before the
+object is created (metadata is fixed when a multipart upload starts).
 """
 
 from __future__ import annotations
@@ -128,12 +129,12 @@ class Hasher:
 
 @dataclass(frozen=True)
 class ChecksumPolicy:
-    """Which checksums uploads compute and record: CRC32C by default (as S3 computes a
-    CRC by default), SHA-256 when asked for (about 9x the CPU of CRC32C per byte). A
-    checksum a caller declares is computed and checked whatever the policy."""
+    """Which checksums uploads compute and record: CRC32C and SHA-256 by default
+    (SHA-256 costs about 9x the CPU of CRC32C per byte). A checksum a caller declares is
+    computed and checked whatever the policy."""
 
     crc32c: bool = True
-    sha256: bool = False
+    sha256: bool = True
 
     def hasher(self, expected: Checksums | None = None) -> Hasher:
         declared = expected.values if expected is not None else {}

@@ -34,7 +34,7 @@ from gateway_process import ADMIN_TOKEN
 
 import refstore
 from refstore.backends.local import LocalBackend
-from refstore.checksums import crc32c_of
+from refstore.checksums import crc32c_of, sha256_of
 
 TEXT = b"Hello, gateway!\n"
 RANGED = bytes(range(256)) * 4  # 1024 bytes, every offset distinguishable
@@ -167,7 +167,7 @@ def test_raw_put_and_get_by_path_round_trip_with_the_content_type(gateway, bucke
         "success": True,
         "message": response.json()["message"],
         "size": len(data),
-        "checksums": {"crc32c": crc32c_of(data)},
+        "checksums": {"crc32c": crc32c_of(data), "sha256": sha256_of(data)},
     }
     fetched = gateway.admin.get(f"/files/{bucket}/raw/data.bin")
     assert fetched.status_code == 200
@@ -1038,7 +1038,7 @@ def test_fast_writes_answer_exactly_as_the_declared_route(gateway, bucket, query
             "success": True,
             "message": "File uploaded successfully",
             "size": 4,
-            "checksums": {"crc32c": crc32c_of(b"fast")},
+            "checksums": {"crc32c": crc32c_of(b"fast"), "sha256": sha256_of(b"fast")},
         }
     )
     bad = gateway.admin.put(f"/files/{bucket}/fast/a.txt?use_logical_uri=maybe", content=b"x")

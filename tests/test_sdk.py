@@ -31,7 +31,7 @@ from refstore import (
     PermissionDeniedError,
     URIParseError,
 )
-from refstore.checksums import crc32c_of
+from refstore.checksums import crc32c_of, sha256_of
 from refstore.gateway import AsyncGatewayClient, GatewayClient
 
 BUCKET = unique("sdk")
@@ -48,8 +48,8 @@ UPLOADED = "File uploaded successfully"
 
 
 def recorded(data: bytes) -> dict[str, str]:
-    """The checksums an upload through the gateway answers and records (by default)."""
-    return {"crc32c": crc32c_of(data)}
+    """The checksums an upload through the gateway answers (by default)."""
+    return {"crc32c": crc32c_of(data), "sha256": sha256_of(data)}
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from gateway_process import ADMIN_TOKEN, GatewayProcess
 from sdk_helpers import FACES, MiB, Progress, leftovers, open_client, pattern_file, transfer_bytes
 from servers import free_port
 
-from refstore.checksums import crc32c_of
+from refstore.checksums import crc32c_of, sha256_of
 
 BUCKET = unique("sdk-direct")
 KEYS = {name: f"key-{name}-{secrets.token_hex(8)}" for name in ("presigner", "proxied", "tenant")}
@@ -88,9 +88,10 @@ def test_large_files_skip_the_gateway_and_small_ones_do_not(face, gateway, big, 
             again = client.upload_from_local(path, BUCKET, "direct", direct=False)
             client.download_to_local(result["uri"], tmp_path / "again.bin", direct=False)
         assert proxied.moved == {"in": SIZE, "out": SIZE}
-        # Straight to MinIO the CRC32C goes with the bytes (storage checks and keeps it),
-        # as the gateway computes it on the way.
-        assert result["checksums"] == {"crc32c": crc32c_of(data)}
+        # Straight to MinIO the CRC32C goes with the bytes (storage checks and keeps it);
+        # through the gateway SHA-256 is computed too.
+        assert result.pop("checksums") == {"crc32c": crc32c_of(data)}
+        assert again.pop("checksums") == {"crc32c": crc32c_of(data), "sha256": sha256_of(data)}
         assert (
             again
             == result
@@ -99,7 +100,6 @@ def test_large_files_skip_the_gateway_and_small_ones_do_not(face, gateway, big, 
                 "success": True,
                 "message": "File uploaded successfully",
                 "size": SIZE,
-                "checksums": {"crc32c": crc32c_of(data)},
             }
         )
         # Below the threshold: proxied.
@@ -131,7 +131,7 @@ def test_a_key_without_presign_falls_back_to_proxying(face, gateway, big, tmp_pa
         "success": True,
         "message": "File uploaded successfully",
         "size": SIZE,
-        "checksums": {"crc32c": crc32c_of(data)},
+        "checksums": {"crc32c": crc32c_of(data), "sha256": sha256_of(data)},
     }
     refusals = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(refusals) == 2  # PUT, then GET
@@ -192,7 +192,7 @@ def test_direct_mode_on_the_local_backend_uses_the_gateways_links(face, tmp_path
             "message": "File uploaded successfully",
             "size": SIZE,
             # The local backend's link goes through the gateway, which records both.
-            "checksums": {"crc32c": crc32c_of(data)},
+            "checksums": {"crc32c": crc32c_of(data), "sha256": sha256_of(data)},
         }
         target = path.parent / "back.bin"
         assert client.download_to_local(result["uri"], target, raise_errors=True)

@@ -142,7 +142,7 @@ LIBRARY_VALUES = {
     "max_concurrency": 2,
     "auto_create_buckets": False,
     "checksums": False,
-    "sha256": True,
+    "sha256": False,
     "retry": {"max_retries": 7, "base_delay": 0.5, "max_delay": 9.0},
     "url_fetch": {"block_private": True, "max_bytes": 1000, "max_redirects": 1, "deadline": 9.0},
 }
