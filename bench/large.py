@@ -144,7 +144,7 @@ def sessions_vs_minio(bench: Bench) -> None:
         "minio-py: fput_object with its defaults (parts of 5 MiB here, 3 in parallel);\n"
         f"sessions: {PARALLEL} parts of {PART // MiB} MiB in flight, each with its CRC32C,\n"
         "  presigned by the gateway and sent straight to MinIO; one stream: upload_to\n"
-        "  through the gateway (which computes the CRC32C on the way)."
+        "  through the gateway (which computes CRC32C and SHA-256 on the way)."
     )
     bench.say()
 
