@@ -286,12 +286,7 @@ class _Minio(Minio):
             return super()._complete_multipart_upload(
                 bucket_name, object_name, upload_id, parts, ssec
             )
-        with self.pending_lock:
-            known = {
-                number: self._part_checksums.pop((upload_id, number))
-                for (uid, number) in list(self._part_checksums)
-                if uid == upload_id
-            }
+        known = self.forget_part_checksums(upload_id)
         if any(part.part_number not in known for part in parts):
             known = {**self.listed_part_checksums(bucket_name, object_name, upload_id), **known}
         element = Element("CompleteMultipartUpload")
@@ -317,6 +312,15 @@ class _Minio(Minio):
             query_params={"uploadId": upload_id},
         )
         return CompleteMultipartUploadResult(response)
+
+    def forget_part_checksums(self, upload_id: str) -> dict[int, str]:
+        """Take the CRC32C noted for the parts of ``upload_id`` (by part number)."""
+        with self.pending_lock:
+            return {
+                number: self._part_checksums.pop((uid, number))
+                for (uid, number) in list(self._part_checksums)
+                if uid == upload_id
+            }
 
     def name_part_checksums(self, upload_id: str, checksums: dict[int, str]) -> None:
         """The CRC32C the completion of ``upload_id`` names for these parts."""
@@ -381,6 +385,7 @@ class _Minio(Minio):
         return etag
 
     def _abort_multipart_upload(self, bucket_name: str, object_name: str, upload_id: str) -> None:
+        self.forget_part_checksums(upload_id)
         try:
             super()._abort_multipart_upload(bucket_name, object_name, upload_id)
         except Exception as exc:
