@@ -367,6 +367,34 @@ def test_a_corrupted_object_fails_the_sdk_download_and_leaves_no_file(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_gateway_with_checksums_off_takes_sessions_without_them(
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+) -> None:
+    settings = backend_settings(backend, request, tmp_path_factory)
+    settings.update(default_bucket=BUCKET, checksums=False)
+    source = tmp_path / "data.bin"
+    data = os.urandom(2 * 5 * MiB + 3)
+    source.write_bytes(data)
+    with running_gateway(backend, settings, links_to_self=backend == "local") as gw:
+        gw.create_bucket(BUCKET)
+        session = gw.admin.post("/uploads", json={"uri": f"s3://{BUCKET}/{key()}"}).json()
+        assert session["checksum_algorithm"] is None
+        url = gw.admin.get(f"/uploads/{session['upload_id']}/parts/1/url").json()
+        assert url["required_headers"] == []
+        with open_client("sync", gw.url) as client:
+            for direct in (None, False):  # presigned parts, then parts via the gateway
+                uri = f"s3://{BUCKET}/{key()}"
+                answer = client.upload_large(
+                    source, uri, part_size=5 * MiB, direct=direct, state_dir=tmp_path / "s"
+                )
+                assert answer["checksums"] is None
+                assert client.download_file(uri) == data
+
+
 def test_refstore_verify_checks_an_object_and_a_local_file(
     gateway: Gateway, tmp_path: Path
 ) -> None:

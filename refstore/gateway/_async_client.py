@@ -992,6 +992,7 @@ class AsyncGatewayClient(BaseGatewayClient):
                 source.body(offset, length),
                 route,
                 options.direct is True,
+                session.get("checksum_algorithm") == "CRC32C",
                 report,
             )
             for number, offset, length in ranges
@@ -1037,11 +1038,14 @@ class AsyncGatewayClient(BaseGatewayClient):
         body: Body,
         route: PartRoute,
         direct_required: bool,
+        checksummed: bool,
         progress: ProgressCallback | None,
     ) -> StoredPart:
         """Store one part, straight through its presigned URL while ``route.direct``
-        holds, else through the gateway."""
-        crc = await _io.run_blocking(_resume.body_crc32c, body, self._settings.chunk_size)
+        holds, else through the gateway; with its CRC32C when the session is checksummed."""
+        crc = None
+        if checksummed:
+            crc = await _io.run_blocking(_resume.body_crc32c, body, self._settings.chunk_size)
         if route.direct:
             try:
                 link = await self._dict(self._part_url_call(upload_id, number))

@@ -681,9 +681,9 @@ class BaseGatewayClient:
             params["logic_bucket"] = logic_bucket
         return Call("GET", self._url("/uploads"), params=params)
 
-    def _part_call(self, upload_id: str, number: int, body: Body, crc32c: str) -> Call:
+    def _part_call(self, upload_id: str, number: int, body: Body, crc32c: str | None) -> Call:
         url = self._url(f"/uploads/{quote(upload_id, safe='')}/parts/{number}")
-        headers = {S3_HEADERS[CRC32C]: crc32c}
+        headers = {S3_HEADERS[CRC32C]: crc32c} if crc32c else {}
         return Call("PUT", url, headers=headers, body=body, not_found=errors.UploadNotFoundError)
 
     def _part_url_call(self, upload_id: str, number: int) -> Call:
@@ -716,8 +716,9 @@ class BaseGatewayClient:
         return Call("PUT", url, headers=headers, body=body, to_gateway=False)
 
     @staticmethod
-    def _direct_part_call(url: str, body: Body, crc32c: str) -> Call:
-        headers = {S3_HEADERS[CRC32C]: crc32c}  # storage checks the part against it
+    def _direct_part_call(url: str, body: Body, crc32c: str | None) -> Call:
+        # Storage checks the part against its CRC32C (a checksummed upload needs it).
+        headers = {S3_HEADERS[CRC32C]: crc32c} if crc32c else {}
         return Call(
             "PUT",
             url,

@@ -985,6 +985,7 @@ class GatewayClient(BaseGatewayClient):
                 source.body(offset, length),
                 route,
                 options.direct is True,
+                session.get("checksum_algorithm") == "CRC32C",
                 report,
             )
             for number, offset, length in ranges
@@ -1030,11 +1031,14 @@ class GatewayClient(BaseGatewayClient):
         body: Body,
         route: PartRoute,
         direct_required: bool,
+        checksummed: bool,
         progress: ProgressCallback | None,
     ) -> StoredPart:
         """Store one part, straight through its presigned URL while ``route.direct``
-        holds, else through the gateway."""
-        crc = _io.run_blocking(_resume.body_crc32c, body, self._settings.chunk_size)
+        holds, else through the gateway; with its CRC32C when the session is checksummed."""
+        crc = None
+        if checksummed:
+            crc = _io.run_blocking(_resume.body_crc32c, body, self._settings.chunk_size)
         if route.direct:
             try:
                 link = self._dict(self._part_url_call(upload_id, number))

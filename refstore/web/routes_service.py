@@ -137,6 +137,11 @@ async def presigned_put(
     gateway.store.verify_presigned_link("PUT", bucket, key, expires, signature, (upload_id, part))
     upload = MultipartUpload(bucket, key, upload_id, gateway.settings.uploads.max_part_size)
     stored = await receive_part(
-        gateway, request, upload, part, f"presigned:{bucket}", checksum_required=True
+        gateway,
+        request,
+        upload,
+        part,
+        f"presigned:{bucket}",
+        checksum_required=gateway.store.settings.checksums,
     )
     return part_answer(stored)

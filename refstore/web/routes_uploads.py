@@ -230,7 +230,10 @@ async def part_url(
     url = reachable_link(
         gateway, request, await gateway.store.presign_part(session.upload, part_number, expiry)
     )
-    return PartURLResponse(url=url, part_number=part_number, expiry=expiry)
+    required = [S3_HEADERS[CRC32C]] if gateway.store.settings.checksums else []
+    return PartURLResponse(
+        url=url, part_number=part_number, expiry=expiry, required_headers=required
+    )
 
 
 @router.post(
