@@ -407,9 +407,11 @@ def test_the_cli_resumes_a_killed_upload_says_so_and_lists_and_aborts_sessions(
         assert done.returncode == 0, done.stderr
         return done
 
-    def kill_after_parts(count: int) -> None:
+    def stop_after_parts(count: int, how: signal.Signals = signal.SIGKILL) -> str:
         mark = log_mark(gateway)
-        with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL) as process:
+        with subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        ) as process:
             wait_until(
                 lambda: (
                     len([r for r in routes_since(gateway, mark) if r in (PART_URL, PART_PUT)])
@@ -419,11 +421,13 @@ def test_the_cli_resumes_a_killed_upload_says_so_and_lists_and_aborts_sessions(
                 timeout=120,
                 what="the CLI upload sending its parts",
             )
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-        assert process.returncode == -signal.SIGKILL, "the upload ended before it could be killed"
+            process.send_signal(how)
+            _, stderr = process.communicate(timeout=30)
+        stopped = -how if how == signal.SIGKILL else 130  # Ctrl-C: the CLI's own status
+        assert process.returncode == stopped, f"the upload was not stopped: {stderr}"
+        return stderr
 
-    kill_after_parts(8)
+    stop_after_parts(8)
     listed = json.loads(run("--json", "uploads", "ls").stdout)
     [pending] = listed["resumable"]
     assert pending["source"] == str(big_file)
@@ -434,7 +438,10 @@ def test_the_cli_resumes_a_killed_upload_says_so_and_lists_and_aborts_sessions(
     assert_same_object(gateway, f"{folder}checkpoint.bin", big_file)
     assert json.loads(run("--json", "uploads", "ls").stdout)["resumable"] == []
 
-    kill_after_parts(2)
+    # Ctrl-C: a prompt exit that says how to resume, without retrying the parts cut off.
+    interrupted = stop_after_parts(2, signal.SIGINT)
+    assert "run the same command again to resume" in interrupted
+    assert "; retry " not in interrupted
     aborted = run("uploads", "abort", str(big_file))
     assert "aborted the upload to" in aborted.stdout
     listed = json.loads(run("--json", "uploads", "ls").stdout)

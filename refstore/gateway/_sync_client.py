@@ -727,7 +727,10 @@ class GatewayClient(BaseGatewayClient):
                 sent.rollback()
                 if cut_off_after is not None:
                     self._refuse_if_over_limit(call, request_id, cut_off_after)
-                if not self._should_retry(call, attempt, error=exc, sent=sent):
+                # A client closed meanwhile (Ctrl-C while parts are in flight) stops here.
+                if self._http.is_closed or not self._should_retry(
+                    call, attempt, error=exc, sent=sent
+                ):
                     raise connection_error(exc, call, request_id) from exc
                 reason, wait = type(exc).__name__, None
             except BaseException:
