@@ -5,14 +5,12 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .. import errors
+from ..parallel import run_all
 from ..uri import decode_uri, encode_uri
 from .locations import folder_prefix, join_key, local_path_for, split_location
 from .output import Output
@@ -20,8 +18,6 @@ from .targets import Target
 
 STDIO = "-"
 DEFAULT_PARALLEL = 4
-
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -108,45 +104,6 @@ def _transfer_label(uploads: list[Upload]) -> str:
         return f"{len(uploads)} files"
     source = uploads[0].source
     return "stdin" if source == STDIO else Path(source).name
-
-
-def run_all(jobs: Sequence[Callable[[], R]], parallel: int) -> list[R]:
-    """Run ``jobs`` on up to ``parallel`` threads; their results, in order.
-
-    After a failure no further job starts; once the running ones are done, the
-    first failure (in job order) is raised.
-    """
-    if parallel <= 1 or len(jobs) <= 1:
-        return [job() for job in jobs]
-    failed = threading.Event()
-
-    def guarded(job: Callable[[], R]) -> R:
-        if failed.is_set():
-            raise _Skipped
-        try:
-            return job()
-        except BaseException:
-            failed.set()
-            raise
-
-    pool = ThreadPoolExecutor(min(parallel, len(jobs)), thread_name_prefix="refstore-transfer")
-    try:
-        futures = [pool.submit(guarded, job) for job in jobs]
-        wait(futures)
-    except BaseException:  # Ctrl-C: start nothing more
-        failed.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-    for future in futures:
-        error = future.exception()
-        if error is not None and not isinstance(error, _Skipped):
-            raise error
-    return [future.result() for future in futures]
-
-
-class _Skipped(Exception):
-    """A job not started because an earlier one failed."""
 
 
 def download(

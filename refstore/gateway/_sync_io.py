@@ -12,9 +12,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, TypeVar
 
+from ..parallel import run_all
 from ._direct import DirectFetcher
 from ._types import ProgressCallback
 
@@ -116,36 +116,7 @@ def serialized(progress: ProgressCallback | None) -> ProgressCallback | None:
 
 
 def gather(jobs: Sequence[Callable[[], T]], limit: int) -> list[T]:
-    """Run ``jobs`` on at most ``limit`` threads; their results, in order.
-
-    After the first failure no further job starts; once the running ones are done
-    it is raised. On Ctrl-C nothing more starts and the running jobs finish alone.
-    """
-    if limit <= 1 or len(jobs) <= 1:
-        return [job() for job in jobs]
-    failed = threading.Event()
-
-    def run(job: Callable[[], T]) -> T | None:
-        if failed.is_set():
-            return None
-        try:
-            return job()
-        except BaseException:
-            failed.set()
-            raise
-
-    pool = ThreadPoolExecutor(min(limit, len(jobs)), thread_name_prefix="refstore-part")
-    try:
-        futures = [pool.submit(run, job) for job in jobs]
-        for future in futures:
-            future.exception()  # waits
-    except BaseException:
-        failed.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-    for future in futures:
-        error = future.exception()
-        if error is not None:
-            raise error
-    return [future.result() for future in futures]  # type: ignore[misc]
+    """Run ``jobs`` on at most ``limit`` threads; their results, in order (as
+    :func:`refstore.parallel.run_all`: after the first failure nothing more starts,
+    and it is raised once the running jobs are done)."""
+    return run_all(jobs, limit, thread_name="refstore-part")
