@@ -142,6 +142,13 @@ class ChecksumPolicy:
             sha256=self.sha256 or SHA256 in declared, crc32c=self.crc32c or CRC32C in declared
         )
 
+    def part_hasher(self, expected: Checksums | None = None) -> Hasher:
+        """For one part of a multipart upload: its CRC32C (what the part is recorded and
+        checked with), and what a caller declares; a SHA-256 of a part alone serves
+        nothing (the object's is computed when the parts are joined, where it can be)."""
+        declared = expected.values if expected is not None else {}
+        return Hasher(sha256=SHA256 in declared, crc32c=self.crc32c or CRC32C in declared)
+
 
 DEFAULT_POLICY = ChecksumPolicy()
 

@@ -179,7 +179,8 @@ class LocalBackend:
         target = self._object_path(bucket, key)
         temp = self._temp_path()
         try:
-            etag, checksums = self._write(temp, data, length, progress, bucket, key, expected)
+            hasher = self.checksums.hasher(expected)
+            etag, checksums = self._write(temp, data, length, progress, bucket, key, hasher)
             if expected is not None:
                 expected.check(checksums, f"{bucket}/{key}")
             meta = {
@@ -207,16 +208,16 @@ class LocalBackend:
         progress: ProgressCallback | None,
         bucket: str,
         key: str,
-        expected: Checksums | None = None,
+        hasher: Hasher,
     ) -> tuple[str, Checksums]:
         """Copy ``data`` (``length`` bytes, or to its end when negative) into ``path``;
-        return the MD5 hex digest of what was written, and its checksums.
+        return the MD5 hex digest of what was written, and the checksums ``hasher``
+        computes of it.
 
         Raises:
             InvalidInputError: ``data`` ended before ``length`` bytes.
         """
         digest = hashlib.md5(usedforsecurity=False)
-        hasher = self.checksums.hasher(expected)
         size = 0
         with path.open("wb") as out:
             while True:
@@ -405,7 +406,8 @@ class LocalBackend:
         directory = self._upload_dir(bucket, key, upload_id)
         temp = self._temp_path()
         try:
-            etag, checksums = self._write(temp, data, length, None, bucket, key, expected)
+            hasher = self.checksums.part_hasher(expected)
+            etag, checksums = self._write(temp, data, length, None, bucket, key, hasher)
             if expected is not None:
                 expected.check(checksums, f"part {number} of {bucket}/{key}")
             size = temp.stat().st_size

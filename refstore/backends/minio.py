@@ -253,19 +253,22 @@ class _Minio(Minio):
                 guard.check(f"{bucket_name}/{object_name}")
             return super()._put_object(bucket_name, object_name, data, headers, query_params)
         headers = dict(headers or {})
-        crc = crc32c_of(data)
-        headers[S3_HEADERS[CRC32C]] = crc
         if query_params and "uploadId" in query_params:
+            # A part: its CRC32C, unless the caller computed it already.
+            crc = headers.get(S3_HEADERS[CRC32C]) or crc32c_of(data)
+            headers[S3_HEADERS[CRC32C]] = crc
             key = (str(query_params["uploadId"]), int(query_params["partNumber"]))
             with self.pending_lock:
                 self._part_checksums[key] = crc
         else:
+            # The whole object: the guarded reader has its checksums already.
             if guard is not None and guard.hasher.size == len(data):
                 checksums = guard.hasher.result()
             else:
-                checksums = Checksums({CRC32C: crc})
+                checksums = Checksums({CRC32C: crc32c_of(data)})
             if guard is not None and guard.expected is not None:
                 guard.expected.check(checksums, f"{bucket_name}/{object_name}")
+            headers[S3_HEADERS[CRC32C]] = checksums.get(CRC32C) or crc32c_of(data)
             headers.update({f"x-amz-meta-{k}": v for k, v in checksums.metadata().items()})
         return super()._put_object(bucket_name, object_name, data, headers, query_params)
 
@@ -728,14 +731,17 @@ class MinioBackend:
                     key=key,
                 )
             body += chunk
-        hasher = self.checksums.hasher(expected)
+        hasher = self.checksums.part_hasher(expected)
         hasher.update(body)
         checksums = hasher.result()
         if expected is not None:
             expected.check(checksums, f"part {number} of {bucket}/{key}")
+        crc = checksums.get(CRC32C)
+        # Our client sends the part with its CRC32C: the one just computed.
+        headers = {S3_HEADERS[CRC32C]: crc} if crc and isinstance(self.client, _Minio) else None
         self._before()
-        try:  # (our client adds the part's CRC32C itself)
-            etag = self.client._upload_part(bucket, key, bytes(body), None, upload_id, number)
+        try:
+            etag = self.client._upload_part(bucket, key, bytes(body), headers, upload_id, number)
         except Exception as exc:
             raise translate_error(exc, bucket, key, write=True) from exc
         return UploadedPart(number, etag.strip('"'), len(body), checksums.get(CRC32C))
