@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,8 @@ for _entry in (REPO / "tests", REPO, BENCH):
 
 from gateway_process import ADMIN_TOKEN, GatewayProcess  # noqa: E402
 from minio import Minio  # noqa: E402
-from sdk import clean, cpu, interleave, median_ratio, spread, verdict  # noqa: E402
+from sdk import Samples, clean, cpu, interleave, median_ratio, spread, verdict  # noqa: E402
+from sdk_helpers import upload_killed_at  # noqa: E402
 from servers import MinioServer  # noqa: E402
 
 from refstore import RefStore  # noqa: E402
@@ -94,6 +94,14 @@ class Bench:
         )
 
 
+def table(bench: Bench, results: dict[str, Samples]) -> None:
+    """One line per side: throughput and this process's CPU per MB."""
+    bench.say("-" * 78)
+    bench.say(f"{'side':34} {'MB/s median [min-max]':>24} {'client CPU ms/MB':>17}")
+    for name, samples in results.items():
+        bench.say(f"{name:34} {spread(samples.mbps):>24} {cpu(samples):>17}")
+
+
 # -- 1. sessions vs minio-py vs one stream ------------------------------------------------
 
 
@@ -132,10 +140,7 @@ def sessions_vs_minio(bench: Bench) -> None:
         results["upload_large (4 parts, direct)"].mbps, results["minio-py fput_object"].mbps
     )
     bench.say(f"1. Upload of {size // MiB} MiB: sessions vs minio-py vs one stream")
-    bench.say("-" * 78)
-    bench.say(f"{'side':34} {'MB/s median [min-max]':>24} {'client CPU ms/MB':>17}")
-    for name, samples in results.items():
-        bench.say(f"{name:34} {spread(samples.mbps):>24} {cpu(samples):>17}")
+    table(bench, results)
     bench.say(
         f"sessions / minio-py (median of per-round ratios): {ratio:.2f}x "
         f"(target >= {SESSION_TARGET}x) {verdict(ratio >= SESSION_TARGET)}"
@@ -151,43 +156,21 @@ def sessions_vs_minio(bench: Bench) -> None:
 
 # -- 2. resuming after a kill ---------------------------------------------------------------
 
-KILLED_UPLOADER = """
-import sys
-from refstore.gateway import GatewayClient
-
-url, key, source, uri, state_dir, part_size, parallel = sys.argv[1:8]
-sent = 0
-
-def report(n):
-    global sent
-    sent += n
-    print(sent, flush=True)
-
-with GatewayClient(url, api_key=key, timeout=300) as client:
-    client.upload_large(source, uri, part_size=int(part_size), parallel=int(parallel),
-                        state_dir=state_dir, progress=report)
-"""
-
 
 def resume_after_kill(bench: Bench) -> None:
     size = bench.params.size
     uri = f"s3://{BUCKET}/large/resumed.bin"
     state = bench.root / "resume-state"
-    args = [bench.gateway.url, ADMIN_TOKEN, str(bench.source), uri, str(state)]
-    args += [str(PART), str(PARALLEL)]
-    with subprocess.Popen(
-        [sys.executable, "-c", KILLED_UPLOADER, *args], stdout=subprocess.PIPE, text=True
-    ) as first:
-        assert first.stdout is not None
-        reported = 0
-        for line in first.stdout:
-            reported = int(line)
-            if reported >= size // 2:
-                first.send_signal(signal.SIGKILL)
-                break
-        first.wait(timeout=120)
-    if first.returncode != -signal.SIGKILL:
-        raise RuntimeError("the first upload ended before it could be killed")
+    reported = upload_killed_at(
+        bench.gateway.url,
+        ADMIN_TOKEN,
+        bench.source,
+        uri,
+        state,
+        part_size=PART,
+        parallel=PARALLEL,
+        at=size // 2,
+    )
     found: list[tuple[int, int]] = []
     sent = [0]
     with bench.client() as sdk:
@@ -251,10 +234,7 @@ def checksum_cost(bench: Bench) -> None:
     ratio = median_ratio(results[DEFAULT_SIDE].mbps, results[OFF_SIDE].mbps)
     crc_ratio = median_ratio(results[CRC_SIDE].mbps, results[OFF_SIDE].mbps)
     bench.say(f"3. Round trip of {size // MiB} MiB through the library (upload, download to file)")
-    bench.say("-" * 78)
-    bench.say(f"{'side':34} {'MB/s median [min-max]':>24} {'client CPU ms/MB':>17}")
-    for name, samples in results.items():
-        bench.say(f"{name:34} {spread(samples.mbps):>24} {cpu(samples):>17}")
+    table(bench, results)
     bench.say(
         f"default / off (median of per-round ratios): {ratio:.2f}x "
         f"(target >= {CHECKSUM_TARGET}x) {verdict(ratio >= CHECKSUM_TARGET)}"

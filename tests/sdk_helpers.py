@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import io
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -171,3 +175,72 @@ def transfer_bytes(client: Any, direction: str) -> float:
 def leftovers(directory: Path) -> list[str]:
     """Temporary ``.part`` files left in ``directory``."""
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".part"))
+
+
+class Unseekable(io.RawIOBase):
+    """A stream that can be read once and not rewound (like a pipe), in pieces of at
+    most ``piece`` bytes when given."""
+
+    def __init__(self, data: bytes, piece: int | None = None) -> None:
+        self._data = io.BytesIO(data)
+        self._piece = piece
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = len(buffer) if self._piece is None else min(len(buffer), self._piece)
+        chunk = self._data.read(size)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+_KILLABLE_UPLOADER = """
+import sys
+from refstore.gateway import GatewayClient
+
+url, key, source, uri, state_dir, part_size, parallel = sys.argv[1:8]
+sent = 0
+
+def report(n):
+    global sent
+    sent += n
+    print(sent, flush=True)
+
+with GatewayClient(url, api_key=key, timeout=300) as client:
+    client.upload_large(source, uri, part_size=int(part_size), parallel=int(parallel),
+                        state_dir=state_dir, progress=report)
+"""
+
+
+def upload_killed_at(
+    url: str,
+    api_key: str,
+    source: Path,
+    uri: str,
+    state_dir: Path,
+    *,
+    part_size: int,
+    parallel: int,
+    at: int,
+) -> int:
+    """Run ``upload_large`` in a process of its own and SIGKILL it once its progress
+    has reported ``at`` bytes; return the bytes it had reported by then.
+
+    Raises:
+        AssertionError: the upload ended before it could be killed.
+    """
+    args = [url, api_key, str(source), uri, str(state_dir), str(part_size), str(parallel)]
+    with subprocess.Popen(
+        [sys.executable, "-c", _KILLABLE_UPLOADER, *args], stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        reported = 0
+        for line in process.stdout:
+            reported = int(line)
+            if reported >= at:
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait(timeout=120)
+    assert process.returncode == -signal.SIGKILL, "the upload ended before it could be killed"
+    return reported

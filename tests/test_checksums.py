@@ -22,7 +22,7 @@ from gateway_helpers import BACKENDS, Gateway, backend_settings, running_gateway
 from gateway_helpers import unique as unique_name
 from httpsource import HttpSource
 from minio import Minio
-from sdk_helpers import ADMIN_TOKEN, open_client
+from sdk_helpers import ADMIN_TOKEN, Unseekable, open_client
 
 from refstore import RefStore, errors
 from refstore.checksums import Checksums, as_checksums, crc32c_of, from_headers, sha256_of
@@ -95,7 +95,7 @@ def test_the_library_records_checksums_and_refuses_a_mismatch_keeping_the_old_ob
     info = store.upload_to(uri, old, checksums={"sha256": sha256_of(old)})
     assert info.checksums.as_dict() == computed(old)
     assert store.get_file_info(uri)["checksums"]["crc32c"] == crc32c_of(old)
-    for stream in (io.BytesIO(new), NonSeekable(new)):  # known and unknown length
+    for stream in (io.BytesIO(new), Unseekable(new)):  # known and unknown length
         with pytest.raises(errors.IntegrityError):
             store.upload_to(uri, stream, checksums={"crc32c": crc32c_of(old)})
     assert store.download_file(uri) == old  # the object there before is untouched
@@ -122,17 +122,6 @@ def test_sha256_and_all_checksums_can_be_turned_off(
     else:
         expected = {}
     assert answered == kept == expected
-
-
-class NonSeekable(io.RawIOBase):
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        return self._data.readinto(buffer)
 
 
 def test_upload_from_url_records_the_checksums_and_checks_declared_ones(

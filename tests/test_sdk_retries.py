@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from gateway_helpers import http_client, unique
 from gateway_process import ADMIN_TOKEN, GatewayProcess
-from sdk_helpers import FACES, MiB, Progress, open_client, pattern_file
+from sdk_helpers import FACES, MiB, Progress, Unseekable, open_client, pattern_file
 
 from refstore import errors
 from refstore.gateway import RetryPolicy
@@ -120,7 +120,7 @@ def test_uploads_are_resent_only_when_the_body_can_be_replayed(face, gateway, tm
         # A pipe-like stream: once bytes are sent, the gateway's crash is final.
         pipe = Progress(on_first=gateway.kill)
         with pytest.raises(errors.ConnectionError) as broken:
-            client.upload_file(Unreplayable(data), "pipe.bin", bucket, "u", progress=pipe)
+            client.upload_file(Unseekable(data), "pipe.bin", bucket, "u", progress=pipe)
         assert broken.value.context["phase"] == "transfer"
         assert retries_logged(caplog) == 0
         assert pipe.total == 0  # the bytes sent were taken back
@@ -169,19 +169,6 @@ def test_the_parts_of_a_large_upload_are_retried_one_by_one_across_a_crash(
     # The parts cut off were taken back and sent again; the session outlived the crash.
     assert progress.total == len(data) and min(progress.increments) < 0
     assert retries_logged(caplog) >= 1
-
-
-class Unreplayable(io.RawIOBase):
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        chunk = self._data.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
 
 
 def test_a_download_broken_by_a_crash_resumes_where_it_stopped(face, gateway, caplog):

@@ -22,7 +22,7 @@ import pytest
 from gateway_helpers import BACKENDS, Gateway, backend_settings, running_gateway
 from gateway_helpers import unique as unique_name
 from polling import wait_until
-from sdk_helpers import Progress, open_client
+from sdk_helpers import Progress, Unseekable, open_client, upload_killed_at
 
 from refstore import errors
 from refstore.checksums import crc32c_of
@@ -178,19 +178,8 @@ def test_a_seekable_file_object_is_sent_in_parts_from_its_position(gateway: Gate
     with open_client("async", gateway.url, api_key=TOKENS["one"]) as client:
         assert client.upload_large(stream, uri, part_size=PART)["size"] == len(data)
         with pytest.raises(errors.InvalidInputError):
-            client.upload_large(NonSeekable(data), new_uri())
+            client.upload_large(Unseekable(data), new_uri())
     assert gateway.read(BUCKET, uri.split("/", 3)[3]) == data
-
-
-class NonSeekable(io.RawIOBase):
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        return self._data.readinto(buffer)
 
 
 @pytest.mark.parametrize("face", ["sync", "async"])
@@ -315,42 +304,21 @@ def test_upload_from_local_sends_files_above_the_session_threshold_in_a_session(
 
 # -- killed processes -----------------------------------------------------------------
 
-UPLOADER = """
-import sys
-from refstore.gateway import GatewayClient
-
-url, key, source, uri, state_dir, part_size, parallel = sys.argv[1:8]
-sent = 0
-
-def report(n):
-    global sent
-    sent += n
-    print(sent, flush=True)
-
-with GatewayClient(url, api_key=key) as client:
-    client.upload_large(source, uri, part_size=int(part_size), parallel=int(parallel),
-                        state_dir=state_dir, progress=report)
-"""
-
 
 def test_a_process_killed_at_half_resumes_sending_at_most_the_missing_and_in_flight_parts(
     gateway: Gateway, big_file: Path, state_dir: Path
 ) -> None:
     uri = new_uri("checkpoint.bin")
-    args = [gateway.url, TOKENS["one"], str(big_file), uri, str(state_dir)]
-    args += [str(BIG_PART), str(PARALLEL)]
-    with subprocess.Popen(
-        [sys.executable, "-c", UPLOADER, *args], stdout=subprocess.PIPE, text=True
-    ) as first:
-        assert first.stdout is not None
-        reported = 0
-        for line in first.stdout:
-            reported = int(line)
-            if reported >= BIG // 2:
-                first.send_signal(signal.SIGKILL)
-                break
-        first.wait(timeout=60)
-    assert first.returncode == -signal.SIGKILL, "the upload ended before it could be killed"
+    reported = upload_killed_at(
+        gateway.url,
+        TOKENS["one"],
+        big_file,
+        uri,
+        state_dir,
+        part_size=BIG_PART,
+        parallel=PARALLEL,
+        at=BIG // 2,
+    )
     assert reported < BIG
     mark = log_mark(gateway)
     resumed: list[tuple[int, int]] = []
