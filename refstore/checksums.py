@@ -32,6 +32,9 @@ S3_HEADERS = {CRC32C: "x-amz-checksum-crc32c", SHA256: "x-amz-checksum-sha256"}
 METADATA_KEYS = {CRC32C: "refstore-crc32c", SHA256: "refstore-sha256"}
 """User-metadata names the checksums are also kept under (``x-amz-meta-...`` on S3)."""
 _SIZES = {CRC32C: 4, SHA256: 32}
+CHECKSUM_MODE: Mapping[str, str] = {"x-amz-checksum-mode": "ENABLED"}
+"""Request header that asks MinIO to answer an object's stored checksum (with its bytes
+or its metadata; also through a presigned GET)."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,15 @@ from minio.helpers import md5sum_hash
 from minio.xml import Element, SubElement, getbytes
 
 from .. import errors
-from ..checksums import CRC32C, DEFAULT_POLICY, S3_HEADERS, ChecksumPolicy, Checksums, crc32c_of
+from ..checksums import (
+    CHECKSUM_MODE,
+    CRC32C,
+    DEFAULT_POLICY,
+    S3_HEADERS,
+    ChecksumPolicy,
+    Checksums,
+    crc32c_of,
+)
 from ..config import MinioSettings
 from ..progress import ProgressCallback
 from .base import (
@@ -43,7 +51,7 @@ from .base import (
 
 logger = logging.getLogger(__name__)
 
-CHECKSUM_MODE: dict[str, str | list[str] | tuple[str]] = {"x-amz-checksum-mode": "ENABLED"}
+_CHECKSUM_MODE: dict[str, str | list[str] | tuple[str]] = {**CHECKSUM_MODE}
 """Asks MinIO to answer an object's stored checksum with its bytes or metadata."""
 CRC32C_UPLOAD = {"x-amz-checksum-algorithm": "CRC32C", "x-amz-checksum-type": "FULL_OBJECT"}
 """A multipart upload whose every part carries its CRC32C, checked by MinIO, and whose
@@ -601,7 +609,7 @@ class MinioBackend:
             )
         try:
             response = self.client.get_object(
-                bucket, key, offset=offset, length=length or 0, request_headers=CHECKSUM_MODE
+                bucket, key, offset=offset, length=length or 0, request_headers=_CHECKSUM_MODE
             )
         except Exception as exc:
             raise translate_error(exc, bucket, key) from exc
@@ -623,7 +631,7 @@ class MinioBackend:
     def stat_object(self, bucket: str, key: str) -> ObjectInfo:
         self._before()
         try:
-            stat = self.client.stat_object(bucket, key, extra_headers=CHECKSUM_MODE)
+            stat = self.client.stat_object(bucket, key, extra_headers=_CHECKSUM_MODE)
         except Exception as exc:
             raise translate_error(exc, bucket, key) from exc
         metadata = {

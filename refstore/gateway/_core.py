@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from .. import errors
-from ..checksums import CRC32C, S3_HEADERS, SHA256, Checksums, Hasher, from_headers
+from ..checksums import CHECKSUM_MODE, CRC32C, S3_HEADERS, SHA256, Checksums, Hasher, from_headers
 from ..keys import build_object_key, normalize_filename, normalize_path
 from ..mapping import MappingVersion
 from ..retry import RetryHandler
@@ -652,6 +652,9 @@ class BaseGatewayClient:
 
     # upload sessions (resumable, parallel parts)
 
+    def _session_url(self, upload_id: str, below: str = "") -> str:
+        return self._url(f"/uploads/{quote(upload_id, safe='')}{below}")
+
     def _start_session_call(
         self, uri: str, size: int, part_size: int | None, content_type: str
     ) -> Call:
@@ -664,14 +667,14 @@ class BaseGatewayClient:
     def _session_call(self, upload_id: str) -> Call:
         return Call(
             "GET",
-            self._url(f"/uploads/{quote(upload_id, safe='')}"),
+            self._session_url(upload_id),
             not_found=errors.UploadNotFoundError,
         )
 
     def _abort_session_call(self, upload_id: str) -> Call:
         return Call(
             "DELETE",
-            self._url(f"/uploads/{quote(upload_id, safe='')}"),
+            self._session_url(upload_id),
             not_found=errors.UploadNotFoundError,
         )
 
@@ -682,16 +685,16 @@ class BaseGatewayClient:
         return Call("GET", self._url("/uploads"), params=params)
 
     def _part_call(self, upload_id: str, number: int, body: Body, crc32c: str | None) -> Call:
-        url = self._url(f"/uploads/{quote(upload_id, safe='')}/parts/{number}")
+        url = self._session_url(upload_id, f"/parts/{number}")
         headers = {S3_HEADERS[CRC32C]: crc32c} if crc32c else {}
         return Call("PUT", url, headers=headers, body=body, not_found=errors.UploadNotFoundError)
 
     def _part_url_call(self, upload_id: str, number: int) -> Call:
-        url = self._url(f"/uploads/{quote(upload_id, safe='')}/parts/{number}/url")
+        url = self._session_url(upload_id, f"/parts/{number}/url")
         return Call("GET", url, not_found=errors.UploadNotFoundError)
 
     def _complete_session_call(self, upload_id: str, parts: list[StoredPart]) -> Call:
-        url = self._url(f"/uploads/{quote(upload_id, safe='')}/complete")
+        url = self._session_url(upload_id, "/complete")
         payload = {"parts": [part.as_json() for part in sorted(parts)]}
         # Completed once, the session is gone: a repeat could only answer 404.
         return Call(
@@ -805,10 +808,6 @@ class BaseGatewayClient:
             self._settings.retry.max_retries,
             delay,
         )
-
-
-CHECKSUM_MODE = {"x-amz-checksum-mode": "ENABLED"}
-"""Asks MinIO (behind a presigned GET) to answer the object's stored checksum."""
 
 
 def _download_headers(offset: int, length: int | None) -> dict[str, str]:

@@ -23,8 +23,8 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from .. import errors
+from ..checksums import CHECKSUM_MODE
 from ._core import (
-    CHECKSUM_MODE,
     RETRY_STATUSES,
     Call,
     ClientSettings,
